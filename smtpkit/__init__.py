@@ -126,6 +126,12 @@ def __dir__() -> list[str]:
 
 from . import accessor as _accessor  # noqa: E402,F401  (registers df.smtpkit)
 
+# A function named like its module must be bound eagerly: once anything imports the submodule,
+# the import system sets the package attribute to the module, and __getattr__ is not asked.
+from .clean import clean  # noqa: E402
+from .segment import segment  # noqa: E402
+from .verify import verify  # noqa: E402
+
 if TYPE_CHECKING:  # pragma: no cover
     from .bounces import BounceRecord, IMAPSource, apply_bounces, parse_bounce, read_bounces, suppressions
     from .clean import clean, clean_report
