@@ -27,6 +27,7 @@ import hmac
 import html
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -53,6 +54,8 @@ DEFAULT_PORTS: Mapping[str, int] = {"starttls": 587, "implicit": 465, "none": 25
 #: Seconds to wait for a connection or a reply before giving up on it.
 DEFAULT_TIMEOUT = 30.0
 _REDACTED = "********"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_IN_HOST = re.compile(r"[\s/\x00-\x1f\x7f]")
 
 
 class Secret:
@@ -146,6 +149,14 @@ class Secret:
     def __reduce__(self) -> Any:
         raise TypeError("A Secret cannot be pickled; pass the configuration, not its password.")
 
+    # A Secret never changes, so copies may share it (copy.deepcopy and dataclasses.asdict of a
+    # config work without ever pickling the password).
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
 
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
@@ -187,9 +198,13 @@ class SMTPConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
-            raise ConfigError("SMTPConfig needs a host name or address, such as 'smtp.example.com'.")
-        if any(ch in self.host for ch in "\r\n\0 /"):
-            raise ConfigError(f"The SMTP host {self.host!r} contains characters a host cannot have.")
+            raise ConfigError(
+                "SMTPConfig needs a host name or address, such as 'smtp.example.com'."
+            )
+        if _NOT_IN_HOST.search(self.host):
+            raise ConfigError(
+                f"The SMTP host {self.host!r} contains characters a host cannot have."
+            )
         if self.tls not in TLS_MODES:
             raise ConfigError(f"tls must be one of {', '.join(TLS_MODES)}; got {self.tls!r}.")
         port = DEFAULT_PORTS[self.tls] if self.port is None else self.port
@@ -198,11 +213,29 @@ class SMTPConfig:
         object.__setattr__(self, "port", port)
         if self.password is not None and not isinstance(self.password, Secret):
             object.__setattr__(self, "password", Secret(self.password))
-        if not isinstance(self.timeout, int | float) or not self.timeout > 0:
-            raise ConfigError(f"timeout must be a positive number of seconds; got {self.timeout!r}.")
+        timeout = self.timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
         if (self.username is None) != (self.password is None):
             raise ConfigError(
                 "Give both username and password for AUTH, or neither to send without logging in."
+            )
+        if self.username is not None and (
+            not isinstance(self.username, str)
+            or not self.username
+            or _CONTROL.search(self.username)
+        ):
+            raise ConfigError(
+                "username must be a non-empty string without line breaks or control characters."
+            )
+        if self.local_hostname is not None and (
+            not isinstance(self.local_hostname, str)
+            or not self.local_hostname
+            or _NOT_IN_HOST.search(self.local_hostname)
+        ):
+            raise ConfigError(
+                f"local_hostname {self.local_hostname!r} must be a host name such as "
+                "'mail.example.com', without spaces or control characters (it is sent in EHLO)."
             )
         if self.tls == "none":
             if self.username is not None:
@@ -329,8 +362,9 @@ class MXDelivery:
     def __post_init__(self) -> None:
         if self.tls not in ("starttls", "none"):
             raise ConfigError("MXDelivery tls must be 'starttls' or 'none'.")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise ConfigError(f"port must be an integer from 1 to 65535; got {self.port!r}.")
+        port = self.port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigError(f"port must be an integer from 1 to 65535; got {port!r}.")
         if self.ca_file is not None and not os.path.isfile(self.ca_file):
             raise ConfigError(f"ca_file {self.ca_file!r} does not exist or is not a file.")
 
