@@ -54,10 +54,14 @@ DEFAULT_DNS_TIMEOUT = 5.0
 DEFAULT_CONCURRENCY = 32
 #: Seconds a cached answer stays fresh.
 DEFAULT_CACHE_SECONDS = 3600.0
+# A backend gets this much longer than ``timeout`` to report its own timeout before it is cut off.
+_TIMEOUT_GRACE = 0.5
 
 RecordType = Literal["MX", "A", "AAAA", "TXT"]
 ReplyStatus = Literal["ok", "nxdomain", "noanswer", "timeout", "servfail"]
-MXStatus = Literal["ok", "a_fallback", "null_mx", "no_mail", "no_send", "nxdomain", "timeout", "error"]
+MXStatus = Literal[
+    "ok", "a_fallback", "null_mx", "no_mail", "no_send", "nxdomain", "timeout", "error"
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,23 +112,29 @@ class MXAnswer:
 class Backend(Protocol):
     """Answers one DNS question; never raises for DNS-level failures (they are statuses)."""
 
-    async def query(self, name: str, rdtype: RecordType, /, *, timeout: float) -> DNSReply: ...
+    async def query(self, name: str, rdtype: RecordType, /, *, timeout: float) -> DNSReply: ...  # noqa: ASYNC109
 
 
 class DNSPythonBackend:
     """Ask the system's name servers through dnspython's async resolver."""
 
-    def __init__(self, *, nameservers: Iterable[str] | None = None) -> None:
+    def __init__(self, *, nameservers: Iterable[Any] | None = None) -> None:
+        """``nameservers``: addresses, or ``dns.nameserver.Nameserver`` objects (for a port);
+        default: the system's (``/etc/resolv.conf``)."""
         self._nameservers = list(nameservers) if nameservers is not None else None
         self._resolver: Any = None
 
-    async def query(self, name: str, rdtype: RecordType, /, *, timeout: float) -> DNSReply:
+    async def query(  # a backend enforces its own DNS timeout
+        self, name: str, rdtype: RecordType, /, *, timeout: float  # noqa: ASYNC109
+    ) -> DNSReply:
         import dns.asyncresolver
         import dns.exception
         import dns.resolver
 
         if self._resolver is None:
-            resolver = dns.asyncresolver.Resolver()
+            # With explicit name servers the system configuration is neither needed nor read
+            # (a machine without /etc/resolv.conf would otherwise fail here).
+            resolver = dns.asyncresolver.Resolver(configure=self._nameservers is None)
             if self._nameservers is not None:
                 resolver.nameservers = self._nameservers
             self._resolver = resolver
@@ -171,7 +181,9 @@ class StaticBackend:
         with open(path, encoding="utf-8") as fh:
             return cls(json.load(fh))
 
-    async def query(self, name: str, rdtype: RecordType, /, *, timeout: float) -> DNSReply:
+    async def query(  # a backend enforces its own DNS timeout
+        self, name: str, rdtype: RecordType, /, *, timeout: float  # noqa: ASYNC109
+    ) -> DNSReply:
         entry = self._zone.get(_key(name))
         if entry is None:
             return DNSReply("nxdomain")
@@ -197,7 +209,9 @@ class RecordingBackend:
         self._inner = inner
         self.zone: dict[str, dict[str, list[str]] | str] = {}
 
-    async def query(self, name: str, rdtype: RecordType, /, *, timeout: float) -> DNSReply:
+    async def query(  # a backend enforces its own DNS timeout
+        self, name: str, rdtype: RecordType, /, *, timeout: float  # noqa: ASYNC109
+    ) -> DNSReply:
         reply = await self._inner.query(name, rdtype, timeout=timeout)
         key = _key(name)
         # An absent name replays as NXDOMAIN, so that status needs no entry.
@@ -309,17 +323,26 @@ class Resolver:
             return hit[1]
         found: list[str] = []
         for rdtype in ("A", "AAAA"):
-            reply = await self.backend.query(key, rdtype, timeout=self.timeout)  # type: ignore[arg-type]
+            reply = await self._ask(key, rdtype)
             if reply.status == "ok":
                 found.extend(reply.records)
         result = tuple(found)
         self._address_cache[key] = (time.monotonic() + self.cache_seconds, result)
         return result
 
+    async def _ask(self, name: str, rdtype: RecordType) -> DNSReply:
+        """One backend question, bounded by ``timeout`` even when the backend is not."""
+        try:
+            return await asyncio.wait_for(
+                self.backend.query(name, rdtype, timeout=self.timeout),
+                timeout=self.timeout + _TIMEOUT_GRACE,
+            )
+        except TimeoutError:
+            return DNSReply("timeout", detail=f"no answer within {self.timeout:g} s")
+
     async def _lookup(self, domain: str) -> MXAnswer:
-        q = self.backend.query
-        t = self.timeout
-        mx = await q(domain, "MX", timeout=t)
+        q = self._ask
+        mx = await q(domain, "MX")
         if mx.status == "nxdomain":
             return MXAnswer(domain, "nxdomain", detail=f"The domain name {domain} does not exist.")
         if mx.status == "timeout":
@@ -336,7 +359,7 @@ class Resolver:
             return MXAnswer(domain, "ok", usable)
         # No MX record: fall back to a globally reachable A, then AAAA (RFC 5321 section 5).
         for rdtype in ("A", "AAAA"):
-            reply = await q(domain, rdtype, timeout=t)  # type: ignore[arg-type]
+            reply = await q(domain, rdtype)
             if reply.status == "timeout":
                 return MXAnswer(domain, "timeout", detail=reply.detail or "DNS timeout")
             if reply.status == "servfail":
@@ -344,10 +367,14 @@ class Resolver:
             if reply.status == "ok" and any(_is_global(a) for a in reply.records):
                 break
         else:
-            return MXAnswer(domain, "no_mail", detail=f"The domain name {domain} does not accept email.")
-        txt = await q(domain, "TXT", timeout=t)
+            return MXAnswer(
+                domain, "no_mail", detail=f"The domain name {domain} does not accept email."
+            )
+        txt = await q(domain, "TXT")
         if txt.status == "ok" and any(r == "v=spf1 -all" for r in txt.records):
-            return MXAnswer(domain, "no_send", detail=f"The domain name {domain} does not send email.")
+            return MXAnswer(
+                domain, "no_send", detail=f"The domain name {domain} does not send email."
+            )
         return MXAnswer(domain, "a_fallback", ((0, domain),))
 
 
