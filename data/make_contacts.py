@@ -7,7 +7,8 @@ signup_date, language, opt_in.
 
 The mix in the ``email`` column (shares of the rows), which tests and notebooks rely on:
   ~80%  clean addresses at big providers and company domains (a few in upper case)
-    8%  duplicates of an earlier row differing only in case and surrounding whitespace
+    8%  deliberate duplicates of an earlier row differing only in case and surrounding whitespace
+        (common names repeat too, so about 16% of rows are duplicates in all)
     3%  "Jane Doe <jane@x.com>" forms; 1% "mailto:" prefixes or surrounding quotes
   1.5%  typo domains: gmial.com, hotmial.com, yaho.com, gmail.con, outlok.com
     2%  role accounts (info@, sales@, support@, admin@, ...)
@@ -15,6 +16,9 @@ The mix in the ``email`` column (shares of the rows), which tests and notebooks 
     2%  invalid syntax (no @, two @, double dots, spaces, trailing dot, ...)
   0.6%  internationalized addresses (IDN domains such as bücher.example.de, non-ASCII local parts)
     1%  blank cells; 3 rows with a control character (CR/LF or TAB) inside the address
+With this seed, smtpkit.clean finds 784 duplicates, 100 role accounts, 73 disposable addresses
+(the blocklist also lists the typo domains gmial.com and hotmial.com),
+75 typo suggestions, 153 invalid or blank cells and 4,063 sendable rows.
 The generator lives in smtpkit/_sample.py, so `smtpkit demo` can rebuild the list anywhere.
 """
 
