@@ -35,20 +35,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
     "ATTEMPT_COLUMNS",
+    "ATTEMPT_DTYPES",
     "FINAL_STATUSES",
     "OUTCOME_COLUMNS",
+    "OUTCOME_DTYPES",
     "RETRYABLE_STATUSES",
     "STATUSES",
     "Attempt",
     "Outcome",
     "Status",
     "attempts_frame",
+    "coerce_dtypes",
     "outcomes_frame",
 ]
 
@@ -105,6 +110,10 @@ _ATTEMPT_DTYPES: dict[str, str] = {
 }
 #: The columns of an attempts frame (one row per SMTP attempt), in order.
 ATTEMPT_COLUMNS: tuple[str, ...] = tuple(_ATTEMPT_DTYPES)
+#: Column name -> pandas dtype of an outcome frame (times are UTC datetimes).
+OUTCOME_DTYPES: Mapping[str, str] = MappingProxyType(_OUTCOME_DTYPES)
+#: Column name -> pandas dtype of an attempts frame.
+ATTEMPT_DTYPES: Mapping[str, str] = MappingProxyType(_ATTEMPT_DTYPES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,14 +160,35 @@ def _typed_frame(
     dtypes: Mapping[str, str],
     index: Iterable[Any] | None,
 ) -> pd.DataFrame:
-    records = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r) for r in rows]
+    records: list[dict[str, Any]] = []
+    for r in rows:
+        if dataclasses.is_dataclass(r) and not isinstance(r, type):
+            records.append(dataclasses.asdict(r))
+        else:
+            records.append(dict(r))  # type: ignore[arg-type]
     frame = pd.DataFrame.from_records(records, columns=list(dtypes))
     if index is not None:
         frame.index = pd.Index(list(index))
+    return coerce_dtypes(frame, dtypes)
+
+
+def coerce_dtypes(frame: pd.DataFrame, dtypes: Mapping[str, str], /) -> pd.DataFrame:
+    """Give ``frame``'s columns the dtypes of ``dtypes`` (in place; returns the frame).
+
+    Time columns may hold POSIX seconds (numbers) or datetimes; numbers are read as UTC.
+    """
     for column, dtype in dtypes.items():
+        if column not in frame.columns:
+            continue
         if dtype.startswith("datetime64"):
-            seconds = frame[column].astype("Float64")
-            frame[column] = pd.to_datetime(seconds, unit="s", utc=True).astype(dtype)
+            values = frame[column]
+            if pd.api.types.is_datetime64_any_dtype(values):
+                frame[column] = values.astype(dtype)  # type: ignore[call-overload]
+            else:
+                # POSIX seconds cut to whole microseconds (as the journal's reader does)
+                seconds = values.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+                stamps = pd.to_datetime(np.trunc(seconds * 1e6), unit="us", utc=True)
+                frame[column] = stamps.astype(dtype)
         else:
             frame[column] = frame[column].astype(dtype)  # type: ignore[call-overload]
     return frame

@@ -1,0 +1,315 @@
+"""Send speed: smtpkit.send end to end vs a naive loop vs raw aiosmtplib, into Postfix smtp-sink.
+
+All ways send the same number of ~2 KB messages to Postfix's ``smtp-sink`` (a C SMTP server that
+accepts and discards; the Python sandbox cannot absorb more than ~2,000 messages/s) on
+127.0.0.1, side by side in one run:
+
+(a) the naive notebook loop: an ``email.message.EmailMessage`` per row, one reused ``smtplib``
+    connection;
+(b) raw aiosmtplib, 16 pooled connections, one pre-built message (no personalization, no journal);
+(c) ``smtpkit.send`` end to end: personalized template, 16 connections, journal on;
+(c0) the same with ``journal=None``, to measure the journal's overhead.
+
+Then peak RSS of ``smtpkit.send`` for a 200,000-recipient campaign vs a 50,000 one, each in its own
+subprocess (streaming: memory should not grow with the list).
+
+Targets (issue 6): (c) >= 10x (a) and >= 1.0x (b); journal overhead <= 10%; RSS ratio <= 1.3.
+
+Needs ``smtp-sink`` (Debian package ``postfix``; ``.ci/run`` shows how to install it without
+starting its services). The script starts the sink on a free port and stops it by PID at the end,
+also on error.
+
+The machine is shared and noisy, so (b), (c) and (c0) run ``--repeat`` interleaved rounds and
+their medians are compared; (a) runs once (it takes about a minute).
+
+Run:  .venv/bin/python bench/send_bench.py            (20,000 messages each way)
+      .venv/bin/python bench/send_bench.py --rows 5000 --repeat 1 --no-rss --no-naive
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+SINKS = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")
+CONNECTIONS = 16
+
+# ~1.9 KB of text with a few personalized fields: a typical newsletter in plain text
+PARAGRAPH = (
+    "Our spring collection is here, and we picked a few things we think you will like. "
+    "Every order this month ships free, and members get early access to the sale. "
+)
+BODY = (
+    "Hello {first_name},\n\n"
+    + PARAGRAPH * 3
+    + "\n\nAs a {plan} member in {city} you also get {discount}% off your next order.\n\n"
+    + PARAGRAPH * 4
+    + "\n\nYour member number: {contact_id}\n\nSee you soon,\nThe Acme team\n"
+)
+SUBJECT = "{first_name}, our spring collection is here"
+SENDER = "Acme News <news@acme.example>"
+
+
+def find_sink() -> str:
+    for path in SINKS:
+        if os.path.exists(path):
+            return path
+    found = shutil.which("smtp-sink")
+    if found:
+        return found
+    sys.exit(
+        "smtp-sink not found: install Postfix without starting its services, e.g.\n"
+        "  printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x "
+        "/usr/sbin/policy-rc.d\n"
+        "  apt-get update && apt-get install -y --no-install-recommends postfix"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def smtp_sink() -> Iterator[int]:
+    """Run smtp-sink on 127.0.0.1:<free port>; stop it by PID afterwards, even on error."""
+    port = free_port()
+    args = [find_sink(), "-u", "nobody", f"127.0.0.1:{port}", "1024"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), 0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    raise SystemExit(f"smtp-sink did not start: {err}") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def contacts(n: int) -> pd.DataFrame:
+    from smtpkit._sample import COMPANY_DOMAINS, PROVIDER_DOMAINS
+
+    domains = list(PROVIDER_DOMAINS) + list(COMPANY_DOMAINS)
+    first = ["Ann", "Bob", "Chloé", "Dmitri", "Eva", "Farid", "Grace", "Hiro"]
+    cities = ["Berlin", "Lyon", "Porto", "Oslo", "Austin", "Osaka"]
+    plans = ["free", "pro", "enterprise"]
+    return pd.DataFrame({
+        "contact_id": range(100000, 100000 + n),
+        "email": [f"user{i}@{domains[i % len(domains)]}" for i in range(n)],
+        "first_name": [first[i % len(first)] for i in range(n)],
+        "city": [cities[i % len(cities)] for i in range(n)],
+        "plan": [plans[i % len(plans)] for i in range(n)],
+        "discount": [5 + i % 20 for i in range(n)],
+    })
+
+
+# --- (a) naive loop ----------------------------------------------------------------------------
+
+
+def naive(port: int, frame: pd.DataFrame) -> float:
+    started = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        for row in frame.itertuples(index=False):
+            values = row._asdict()
+            msg = EmailMessage()
+            msg["From"] = SENDER
+            msg["To"] = row.email
+            msg["Subject"] = SUBJECT.format(**values)
+            msg.set_content(BODY.format(**values))
+            client.send_message(msg, from_addr="news@acme.example", to_addrs=[row.email])
+    return len(frame) / (time.perf_counter() - started)
+
+
+# --- (b) raw aiosmtplib -------------------------------------------------------------------------
+
+
+def raw_aiosmtplib(port: int, frame: pd.DataFrame) -> float:
+    import aiosmtplib
+
+    values = frame.iloc[0].to_dict()
+    message = EmailMessage()
+    message["From"] = SENDER
+    message["To"] = values["email"]
+    message["Subject"] = SUBJECT.format(**values)
+    message.set_content(BODY.format(**values))
+    data = message.as_bytes()
+    recipients = frame["email"].tolist()
+
+    async def main() -> float:
+        queue = list(reversed(recipients))
+
+        async def worker() -> None:
+            client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False,
+                                     local_hostname="bench.example")
+            await client.connect()
+            while queue:
+                rcpt = queue.pop()
+                await client.sendmail("news@acme.example", [rcpt], data)
+            await client.quit()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+        return len(recipients) / (time.perf_counter() - started)
+
+    return asyncio.run(main())
+
+
+# --- (c) smtpkit.send ---------------------------------------------------------------------------
+
+
+def with_smtpkit(port: int, frame: pd.DataFrame, *, journal: bool) -> tuple[float, pd.Series]:
+    import smtpkit
+
+    template = smtpkit.Template(subject=SUBJECT, text=BODY, sender=SENDER)
+    config = smtpkit.SMTPConfig("127.0.0.1", port, tls="none", local_hostname="bench.example")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "bench.db") if journal else None
+        started = time.perf_counter()
+        result = smtpkit.send(frame, template, config, campaign="bench", journal=path,
+                              concurrency=CONNECTIONS, progress=False)
+        elapsed = time.perf_counter() - started
+    return len(frame) / elapsed, result["status"].value_counts()
+
+
+# --- peak RSS in a subprocess -------------------------------------------------------------------
+
+_RSS_CHILD = """
+import gc, json, os, resource, sys, tempfile, time
+sys.path.insert(0, {bench!r})
+import send_bench
+import smtpkit
+
+def vm(field):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return None
+
+port, n = int(sys.argv[1]), int(sys.argv[2])
+frame = send_bench.contacts(n)
+template = smtpkit.Template(subject=send_bench.SUBJECT, text=send_bench.BODY,
+                            sender=send_bench.SENDER)
+config = smtpkit.SMTPConfig("127.0.0.1", port, tls="none", local_hostname="bench.example")
+gc.collect()
+# measure the send, not the building of the test frame: reset the peak (Linux: VmHWM)
+try:
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    reset = True
+except OSError:
+    reset = False
+before = vm("VmRSS")
+with tempfile.TemporaryDirectory() as folder:
+    started = time.perf_counter()
+    result = smtpkit.send(frame, template, config, campaign="rss",
+                          journal=os.path.join(folder, "rss.db"), concurrency=16, progress=False)
+    elapsed = time.perf_counter() - started
+peak = vm("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"rows": n, "sent": int((result["status"] == "sent").sum()),
+                  "peak_rss_mb": peak, "rss_before_mb": before, "reset": reset,
+                  "frame_mb": frame.memory_usage(deep=True).sum() / 2**20,
+                  "result_mb": result.memory_usage(deep=True).sum() / 2**20,
+                  "per_second": n / elapsed}}))
+"""
+
+
+def peak_rss(port: int, n: int) -> dict[str, float]:
+    code = _RSS_CHILD.format(bench=str(Path(__file__).resolve().parent))
+    out = subprocess.run([sys.executable, "-c", code, str(port), str(n)], check=True,
+                         capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=20_000, help="messages per way")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of (b), (c), (c0), interleaved; medians are compared")
+    parser.add_argument("--no-rss", action="store_true", help="skip the memory comparison")
+    parser.add_argument("--no-naive", action="store_true", help="skip (a), the slow naive loop")
+    args = parser.parse_args()
+    frame = contacts(args.rows)
+    runs: dict[str, list[float]] = {"b": [], "c": [], "c0": []}
+    with smtp_sink() as port:
+        print(f"smtp-sink on 127.0.0.1:{port}; {args.rows:,} messages per way, "
+              f"{CONNECTIONS} connections for (b) and (c); {os.cpu_count()} CPUs, load "
+              f"{os.getloadavg()[0]:.1f}")
+        for round_ in range(1, args.repeat + 1):
+            runs["b"].append(raw_aiosmtplib(port, frame))
+            rate, counts = with_smtpkit(port, frame, journal=True)
+            runs["c"].append(rate)
+            assert dict(counts) == {"sent": args.rows}, counts
+            runs["c0"].append(with_smtpkit(port, frame, journal=False)[0])
+            print(f"  round {round_}: (b) {runs['b'][-1]:,.0f}  (c) {runs['c'][-1]:,.0f}  "
+                  f"(c0) {runs['c0'][-1]:,.0f} msg/s")
+        results = {name: _median(values) for name, values in runs.items()}
+        if not args.no_naive:
+            results["a"] = naive(port, frame)
+        print()
+        if "a" in results:
+            print(f"(a) naive EmailMessage + smtplib loop   {results['a']:>9,.0f} msg/s")
+        print(f"(b) raw aiosmtplib, pre-built bytes     {results['b']:>9,.0f} msg/s  (median)")
+        print(f"(c) smtpkit.send, journal on            {results['c']:>9,.0f} msg/s  (median)")
+        print(f"(c0) smtpkit.send, journal=None         {results['c0']:>9,.0f} msg/s  (median)")
+        print()
+        if "a" in results:
+            print(f"(c) / (a) = {results['c'] / results['a']:5.1f}x   (target >= 10x)")
+        print(f"(c) / (b) = {results['c'] / results['b']:5.2f}x   (target >= 1.0x)")
+        overhead = 1 - results["c"] / results["c0"]
+        print(f"journal overhead = {overhead:6.1%}   (target <= 10%)")
+        if not args.no_rss:
+            small = peak_rss(port, 50_000)
+            large = peak_rss(port, 200_000)
+            print()
+            how = "during send()" if small["reset"] else "whole process (ru_maxrss)"
+            for item in (small, large):
+                print(f"peak RSS {how}, {int(item['rows']):>7,} recipients: "
+                      f"{item['peak_rss_mb']:6.1f} MB  (before send {item['rss_before_mb']:.0f} "
+                      f"MB; input frame {item['frame_mb']:.0f} MB, returned frame "
+                      f"{item['result_mb']:.0f} MB; {int(item['sent']):,} sent, "
+                      f"{item['per_second']:,.0f} msg/s)")
+            ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
+            print(f"RSS ratio 200k / 50k = {ratio:4.2f}   (target <= 1.3)")
+            # what the engine itself holds beyond the frames the caller has anyway
+            own = [i["peak_rss_mb"] - i["rss_before_mb"] - i["result_mb"] for i in (small, large)]
+            print(f"engine's own peak beyond input and returned frames: {own[0]:.0f} MB (50k) "
+                  f"vs {own[1]:.0f} MB (200k)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Planning a send: which rows go, in what order, with which template, and rendering them.
+
+Rows are decided with vectorized pandas operations before anything is sent:
+
+* a cleaned frame (with a ``sendable`` column) sends only its ``sendable`` rows; the others
+  are ``skipped`` with the frame's ``reason`` (or ``not_sendable``);
+* a frame without ``sendable`` sends every row whose address looks like ``local@domain.tld``;
+  the others are ``skipped`` as ``missing_address`` / ``invalid_address``;
+* an address that appears again (ignoring case) is ``skipped`` as ``duplicate``: only its
+  first row is sent, so nobody gets the campaign twice;
+* an address with a recorded hard bounce or complaint in the journal is ``skipped`` as
+  ``suppressed``.
+
+The fingerprint of the rows to send (before suppression, which may change between runs) is
+what a resumed campaign must match. Rendering is lazy: :func:`render_items` yields one
+:class:`~smtpkit._send_sched.Item` at a time, so only the messages in flight are in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._send_sched import Item
+from .compose import RowError, Template, make_message_id, render_message
+from .errors import ConfigError, InputError, MissingColumnError
+from .journal import RecipientRecord, _label_text, fingerprint, recipient_token
+from .segment import address_column, group_positions
+
+__all__ = ["Plan", "Verp", "plan_rows", "record_for", "render_items", "templates_by_segment"]
+
+_PLAUSIBLE = r"[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f.]+(?:\.[^@\x00-\x20\x7f.]+)+"
+_VERP_LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}")
+_CHUNK = 1024  # rows rendered per step (a step holds only their values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verp:
+    """How envelope senders are made: ``prefix+token@domain`` per recipient, or none."""
+
+    enabled: bool = True
+    prefix: str = "bounces"
+    domain: str | None = None  # None: each template's sender domain
+
+    @classmethod
+    def parse(cls, value: bool | str) -> Verp:
+        """``True`` (``bounces+token@<sender domain>``), ``False`` (the template's sender), or
+        an address whose local part is the prefix: ``"returns@mail.example.com"``."""
+        if value is True:
+            return cls()
+        if value is False:
+            return cls(enabled=False)
+        if isinstance(value, str):
+            local, at, domain = value.strip().rpartition("@")
+            if at and _VERP_LOCAL.fullmatch(local) and re.fullmatch(
+                r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", domain
+            ):
+                return cls(True, local, domain.lower())
+        raise ConfigError(
+            "verp must be True, False, or an address such as 'bounces@mail.example.com' whose "
+            f"local part becomes the prefix of 'bounces+<token>@mail.example.com'; got {value!r}."
+        )
+
+    def sender(self, template: Template, token: str) -> str:
+        if not self.enabled:
+            return template.sender_address
+        return f"{self.prefix}+{token}@{self.domain or template.domain}"
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a send will do with each row (arrays indexed by row position).
+
+    Addresses stay in Arrow string arrays (compact); :meth:`values` gives Python strings for
+    the positions at hand, so a plan of any size holds no Python string per row.
+    """
+
+    rows: int
+    addresses: Any  # stripped addresses, NA when missing (pandas string array)
+    keys: Any  # case-folded addresses, NA when missing
+    skip_status: np.ndarray  # None (send), "skipped" or "failed"
+    skip_reason: np.ndarray
+    order: np.ndarray  # positions of the rows to send, in sending order
+    segments: np.ndarray | None  # segment name per row
+    identity: str
+    to_send: int
+
+    @staticmethod
+    def values(array: Any, positions: np.ndarray, /) -> list[str | None]:
+        """Python values of ``array`` at ``positions`` (None where missing)."""
+        return [None if v is pd.NA or v is None else v for v in array.take(positions).tolist()]
+
+
+def plan_rows(
+    frame: pd.DataFrame,
+    *,
+    segment: str | None,
+    suppressed: Callable[[], set[str]] | None = None,
+) -> Plan:
+    """Decide, per row, whether it is sent; see the module docstring."""
+    rows = len(frame)
+    column = address_column(frame)
+    text = frame[column].astype("string").str.strip().reset_index(drop=True)
+    missing = text.isna() | (text == "")
+    plausible = text.str.fullmatch(_PLAUSIBLE).fillna(False).to_numpy(dtype=bool)
+    text = text.where(~missing)
+    addresses = text.array
+    keys_series = text.str.lower()  # an Arrow kernel: no Python string per row
+    keys = keys_series.array
+    skip_status = np.full(rows, None, dtype=object)
+    skip_reason = np.full(rows, None, dtype=object)
+    missing_np = missing.to_numpy(dtype=bool)
+    if "sendable" in frame.columns:
+        sendable = frame["sendable"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        reasons = (
+            frame["reason"].astype("string").fillna("not_sendable").to_numpy(dtype=object)
+            if "reason" in frame.columns
+            else np.full(rows, "not_sendable", dtype=object)
+        )
+        blocked = ~sendable
+        skip_status[blocked] = "skipped"
+        skip_reason[blocked] = reasons[blocked]
+        bad = sendable & (missing_np | ~plausible)
+    else:
+        bad = missing_np | ~plausible
+    skip_status[bad] = "skipped"
+    skip_reason[bad & missing_np] = "missing_address"
+    skip_reason[bad & ~missing_np] = "invalid_address"
+    go = np.array(pd.isna(skip_status), dtype=bool)
+    if go.any():
+        duplicated = _repeats(keys, go)
+        skip_status[duplicated] = "skipped"
+        skip_reason[duplicated] = "duplicate"
+        go &= ~duplicated
+    if segment is not None:
+        if segment not in frame.columns:
+            raise MissingColumnError(
+                f"segment={segment!r} names no column of the frame; add one with "
+                f"smtpkit.segment(...) or pass one of {', '.join(map(str, frame.columns))}."
+            )
+        labels = frame[segment].astype("string").fillna("other").to_numpy(dtype=object)
+        order = np.concatenate(group_positions(frame[segment])) if rows else np.arange(0)
+        segments: np.ndarray | None = labels
+    else:
+        order = np.arange(rows)
+        segments = None
+    order = order[go[order]]
+    identity = fingerprint(order, _chunked(keys, order))
+    to_send = len(order)
+    if suppressed is not None and to_send:
+        blocked_keys = suppressed()
+        if blocked_keys:
+            hit = keys_series.iloc[order].isin(blocked_keys).to_numpy(dtype=bool)
+            skip_status[order[hit]] = "skipped"
+            skip_reason[order[hit]] = "suppressed"
+            order = order[~hit]
+    return Plan(rows, addresses, keys, skip_status, skip_reason, order, segments, identity,
+                to_send)
+
+
+def _repeats(keys: Any, eligible: np.ndarray) -> np.ndarray:
+    """True for each eligible row whose key an earlier eligible row has (keep the first).
+
+    Sorting with Arrow (stable) and comparing neighbours needs one index array and one sorted
+    copy, where pandas' ``duplicated`` builds a hash table of Python strings.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    where = np.flatnonzero(eligible)
+    repeats = np.zeros(len(eligible), dtype=bool)
+    if len(where) < 2:
+        return repeats
+    subset = pa.array(keys).take(pa.array(where))
+    order = pc.sort_indices(subset).to_numpy()  # stable: equal keys keep position order
+    ranked = subset.take(pa.array(order))
+    same = pc.equal(ranked[1:], ranked[:-1]).to_numpy(zero_copy_only=False)
+    repeats[where[order[1:][same]]] = True
+    return repeats
+
+
+def _chunked(array: Any, positions: np.ndarray, size: int = 8192) -> Iterator[str]:
+    for start in range(0, len(positions), size):
+        yield from Plan.values(array, positions[start : start + size])  # type: ignore[misc]
+
+
+def templates_by_segment(
+    template: Template | Mapping[str, Template], plan: Plan
+) -> Callable[[int], Template]:
+    """A function giving the template of a row position; checks every segment has one."""
+    if isinstance(template, Template):
+        return lambda position: template
+    if not isinstance(template, Mapping) or not template:
+        raise InputError(
+            "template must be a smtpkit.Template, or a dict {segment: Template} together with "
+            "segment='<column>'."
+        )
+    for name, value in template.items():
+        if not isinstance(value, Template):
+            raise InputError(
+                f"The template for segment {name!r} is a {type(value).__name__}, not a "
+                "smtpkit.Template."
+            )
+    if plan.segments is None:
+        raise InputError(
+            "A dict of templates needs segment='<column>' to say which row takes which template."
+        )
+    default = template.get("*")
+    names = set(pd.unique(plan.segments[plan.order])) if len(plan.order) else set()
+    lacking = sorted(str(n) for n in names if n not in template and default is None)
+    if lacking:
+        raise InputError(
+            f"No template for segment(s) {', '.join(map(repr, lacking))}; add them to the "
+            "dict, or a default under the key '*'."
+        )
+    segments = plan.segments
+
+    def pick(position: int) -> Template:
+        found = template.get(segments[position])
+        return found if found is not None else default  # type: ignore[return-value]
+
+    return pick
+
+
+def record_for(
+    plan: Plan,
+    position: int,
+    address_and_key: tuple[str, str],
+    /,
+    *,
+    label: Any,
+    template: Template,
+    campaign: str,
+    verp: Verp,
+) -> RecipientRecord:
+    """Who row ``position`` is in the journal: address, VERP sender, Message-ID, segment."""
+    address, key = address_and_key
+    token = recipient_token(campaign, key)
+    return RecipientRecord(
+        position=position,
+        row_label=_label_text(label),
+        recipient=address,
+        rkey=key,
+        token=token if verp.enabled else None,
+        envelope_sender=verp.sender(template, token),
+        segment=None if plan.segments is None else plan.segments[position],
+        message_id=make_message_id(domain=template.domain, key=f"{campaign}/{key}"),
+    )
+
+
+def render_items(
+    frame: pd.DataFrame,
+    plan: Plan,
+    positions: np.ndarray,
+    *,
+    template_of: Callable[[int], Template],
+    columns: list[str],
+    campaign: str,
+    verp: Verp,
+    attempts: np.ndarray,
+    on_row_error: Callable[[RecipientRecord, RowError], None],
+) -> Iterator[Item]:
+    """Render the rows at ``positions`` lazily, in order; a row that cannot be rendered goes
+    to ``on_row_error`` (it becomes ``failed``) instead of being yielded."""
+    index = frame.index
+    for start in range(0, len(positions), _CHUNK):
+        chunk = positions[start : start + _CHUNK]
+        sub = frame.iloc[chunk]
+        values = [sub[c].tolist() for c in columns]
+        addresses = Plan.values(plan.addresses, chunk)
+        keys = Plan.values(plan.keys, chunk)
+        for i, position in enumerate(chunk.tolist()):
+            row: dict[str, Any] = {c: values[j][i] for j, c in enumerate(columns)}
+            template = template_of(position)
+            address = addresses[i]
+            rec = record_for(plan, position, (address, keys[i]),  # type: ignore[arg-type]
+                             label=index[position], template=template, campaign=campaign,
+                             verp=verp)
+            try:
+                rendered = render_message(row, template, recipient=address,
+                                          message_id=rec.message_id)
+            except RowError as error:
+                on_row_error(rec, error)
+                continue
+            rcpt = rendered.recipient
+            yield Item(
+                rec=rec,
+                domain=rcpt.rpartition("@")[2].lower(),
+                recipient=rcpt,
+                sender=rec.envelope_sender or template.sender_address,
+                data=rendered.data,
+                smtputf8=rendered.smtputf8,
+                attempts=int(attempts[position]),
+            )

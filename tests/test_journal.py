@@ -1,0 +1,427 @@
+"""journal.py: real SQLite files; group commit; resume after a killed process; bounces."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smtpkit.errors import JournalError, MissingColumnError
+from smtpkit.journal import (
+    STATUS_CODES,
+    CampaignLog,
+    Journal,
+    RecipientRecord,
+    fingerprint,
+    inflight_path,
+    read_attempts,
+    read_outcomes,
+    recipient_token,
+)
+from smtpkit.outcomes import ATTEMPT_COLUMNS, OUTCOME_COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rec(position: int, label: object = None, campaign: str = "c1") -> RecipientRecord:
+    address = f"user{position}@example.com"
+    token = recipient_token(campaign, address)
+    return RecipientRecord(
+        position=position,
+        row_label=__import__("json").dumps(position if label is None else label),
+        recipient=address,
+        rkey=address,
+        token=token,
+        envelope_sender=f"bounces+{token}@shop.example",
+        segment="A",
+        message_id=f"<m{position}@shop.example>",
+    )
+
+
+def _open(path: Path, campaign: str = "c1", rows: int = 4, identity: str = "id-1",
+          **options: Any) -> tuple[CampaignLog, Any]:
+    return CampaignLog.open(path, campaign, identity=identity, rows=rows, to_send=rows,
+                            sender="shop@shop.example", options={"concurrency": 2}, **options)
+
+
+def _outcome(log: CampaignLog, rec: RecipientRecord, status: str = "sent", *, attempt: int = 1,
+             code: int | None = 250, reason: str | None = "accepted") -> None:
+    now = time.time()
+    log.outcome(rec, attempt=attempt, status=status, reason=reason, code=code,
+                enhanced="2.0.0" if code == 250 else None, message="OK", started_at=now - 0.01,
+                finished_at=now, latency_ms=10.0, server="127.0.0.1:25",
+                first_attempt_at=now - 0.01)
+
+
+@pytest.mark.parametrize("window", [pytest.param(3, id="several-windows"),
+                                    pytest.param(20_000, id="one-window")])
+async def test_latest_attempt_per_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      window: int) -> None:
+    import smtpkit.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "_WINDOW", window)
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=4)
+    tries = {0: ["deferred", "deferred", "sent"], 1: ["sent"], 2: ["deferred", "failed"],
+             3: ["deferred"] * 4}
+    for position, statuses in tries.items():
+        for attempt, status in enumerate(statuses, start=1):
+            _outcome(log, _rec(position), status, attempt=attempt,
+                     code=250 if status == "sent" else 451)
+    log.finish("finished")
+    frame = read_outcomes(path, "c1")
+    assert frame["status"].tolist() == ["sent", "sent", "failed", "deferred"]
+    assert frame["attempts"].tolist() == [3, 1, 2, 4]
+    assert str(frame["first_attempt_at"].dtype) == "datetime64[us, UTC]"
+    assert (frame["first_attempt_at"] <= frame["last_attempt_at"]).all()
+    assert len(read_attempts(path, "c1")) == 10
+
+
+def test_verp_token_is_stable_and_case_insensitive() -> None:
+    token = recipient_token("spring", "Ann@Example.com")
+    assert token == recipient_token("spring", "ann@example.com")
+    assert token != recipient_token("autumn", "ann@example.com")
+    assert len(token) == 16 and token.isalnum() and token == token.lower()
+
+
+def test_missing_journal_and_campaign_are_clear_errors(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with pytest.raises(JournalError, match="There is no journal at"):
+        read_outcomes(path, "spring")
+    Journal(path).campaigns()  # creates an empty journal
+    with pytest.raises(JournalError) as caught:
+        read_outcomes(path, "spring")
+    assert str(caught.value) == f"The journal {str(path)!r} has no campaign 'spring'; it has: none."
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(b"hello, I am a text file\n" * 20, "cannot be used as a journal",
+                     id="text-file"),
+        pytest.param(None, "is an SQLite file but not a smtpkit journal", id="other-sqlite"),
+    ],
+)
+def test_foreign_files_are_refused(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "other.db"
+    if content is None:
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE things (x)")
+        conn.commit()
+        conn.close()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(JournalError, match=message):
+        Journal(path).campaigns()
+
+
+async def test_outcomes_and_attempts_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    log, state = _open(path)
+    assert not state.resumed
+    labels = [10, "row-b", ("x", 2), 13]
+    recs = [_rec(i, label) for i, label in enumerate(labels)]
+    assert log.intent(recs[0], 1, time.time(), "127.0.0.1:25").done()  # safe already
+    _outcome(log, recs[0])
+    _outcome(log, recs[1], "deferred", code=451, reason="greylisted")
+    _outcome(log, recs[1], "sent", attempt=2)
+    log.record_final(recs[2], "skipped", "duplicate")
+    _outcome(log, recs[3], "failed", code=550, reason="user_unknown")
+    log.finish("finished")
+
+    frame = read_outcomes(path, "c1")
+    assert list(frame.columns) == list(OUTCOME_COLUMNS)
+    assert list(frame.index) == [10, "row-b", ("x", 2), 13]
+    assert list(frame["status"]) == ["sent", "sent", "skipped", "failed"]
+    assert list(frame["attempts"]) == [1, 2, 0, 1]
+    assert str(frame["first_attempt_at"].dtype) == "datetime64[us, UTC]"
+    assert frame["smtp_code"].dtype == "Int64"
+    assert frame.loc[13, "reason"] == "user_unknown"
+
+    attempts = read_attempts(path, "c1")
+    assert list(attempts.columns) == list(ATTEMPT_COLUMNS)
+    assert list(attempts["status"]) == ["sent", "deferred", "sent", "failed"]
+    assert list(attempts["attempt"]) == [1, 1, 2, 1]
+    summary = Journal(path).campaigns()
+    assert summary.loc[0, "state"] == "finished" and summary.loc[0, "sent"] == 2
+
+
+async def test_intents_are_immediate_and_outcomes_commit_in_groups(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=200)
+    recs = [_rec(i) for i in range(200)]
+    for r in recs:
+        assert log.intent(r, 1, time.time(), "s:25").done()
+    # visible to any reader at once, as messages whose data may be on the wire
+    flying = read_attempts(path, "c1")
+    assert len(flying) == 200 and set(flying["reason"]) == {"in_flight"}
+    assert log.commits == 0
+    for r in recs:
+        _outcome(log, r)
+    await asyncio.sleep(0.1)  # outcomes commit lazily, together
+    assert log.commits == 1
+    inflight = inflight_path(str(path), "c1")
+    assert os.path.exists(inflight)  # noqa: ASYNC240  (a test: blocking is fine)
+    log.finish("finished")
+    assert not os.path.exists(inflight)  # noqa: ASYNC240  (every intent settled)
+    assert (read_outcomes(path, "c1")["status"] == "sent").all()
+    assert set(read_attempts(path, "c1")["status"]) == {"sent"}
+
+
+async def test_synchronous_full_syncs_intents_before_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    log, _ = CampaignLog.open(path, "c1", identity="id-1", rows=3, to_send=3, sender=None,
+                              options={}, synchronous="full")
+    waits = [log.intent(_rec(i), 1, time.time(), "s:25") for i in range(3)]
+    assert not any(w.done() for w in waits)  # waiting for the disk
+    await asyncio.gather(*waits)
+    for i in range(3):
+        _outcome(log, _rec(i))
+    log.finish("finished")
+    assert (read_outcomes(path, "c1")["status"] == "sent").all()
+
+
+async def test_resume_checks_the_fingerprint(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    log, _ = _open(path, identity="aaa")
+    _outcome(log, _rec(0))
+    log.finish("interrupted")
+    with pytest.raises(JournalError) as caught:
+        _open(path, identity="bbb", rows=5)
+    assert str(caught.value) == (
+        f"Campaign 'c1' in {str(path)!r} was started with a different list (4 rows to send out "
+        "of 4); this frame has 5 out of 5, or other addresses or order. Pass the same frame to "
+        "resume it, or choose a new campaign name to send this one."
+    )
+    log, state = _open(path, identity="aaa")
+    assert state.resumed
+    assert list(state.status) == [STATUS_CODES["sent"], 0, 0, 0]
+    log.finish("finished")
+
+
+def test_fingerprint_depends_on_positions_and_addresses() -> None:
+    base = fingerprint(np.array([0, 1]), ["a@x.com", "b@x.com"])
+    assert base == fingerprint(np.array([0, 1]), ["a@x.com", "b@x.com"])
+    assert base != fingerprint(np.array([0, 2]), ["a@x.com", "b@x.com"])
+    assert base != fingerprint(np.array([0, 1]), ["b@x.com", "a@x.com"])
+
+
+async def test_same_campaign_twice_in_one_process_is_refused(tmp_path: Path) -> None:
+    log, _ = _open(tmp_path / "j.db")
+    with pytest.raises(JournalError, match="already being sent by this Python process"):
+        _open(tmp_path / "j.db")
+    log.finish("finished")
+    other, _ = _open(tmp_path / "j.db")  # free again
+    other.finish("finished")
+
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, json, os, signal, sys, time
+    from smtpkit.journal import CampaignLog, RecipientRecord
+    path, mode = sys.argv[1], sys.argv[2]
+    async def main():
+        log, _ = CampaignLog.open(path, "c1", identity="id-1", rows=4, to_send=4,
+                                  sender="s@x.com", options={})
+        rec = RecipientRecord(0, json.dumps(0), "user0@example.com", "user0@example.com",
+                              "tok", "bounces+tok@x.com", "A", "<m0@x.com>")
+        log.intent(rec, 1, time.time(), "127.0.0.1:25")
+        print("ready", flush=True)
+        if mode == "die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(60)
+    asyncio.run(main())
+    """
+)
+
+
+def _child(path: Path, mode: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(path), mode],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_intent_without_reply_after_a_kill_is_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    proc = _child(path, "die")
+    assert proc.wait(10) == -signal.SIGKILL
+    # the engine resumes with the same frame, so it can say who row 0 is
+    log, state = _open(path, describe=_rec)
+    assert state.unknown_after_crash == 1
+    assert state.status[0] == STATUS_CODES["unknown"]
+    log.finish("finished")
+    frame = read_outcomes(path, "c1")
+    assert frame.loc[0, "status"] == "unknown"
+    assert frame.loc[0, "reason"] == "interrupted_after_data"
+    assert frame.loc[0, "envelope_sender"] == _rec(0).envelope_sender
+    assert frame.loc[0, "server"] == "127.0.0.1:25"  # which server may have it
+    assert read_attempts(path, "c1").loc[0, "status"] == "unknown"
+    assert not os.path.exists(inflight_path(str(path), "c1"))
+
+
+def test_a_live_sender_in_another_process_holds_the_campaign(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    proc = _child(path, "hold")
+    try:
+        # readable from here while the other process has it open
+        attempts = read_attempts(path, "c1")
+        assert (attempts["status"].tolist(), attempts["reason"].tolist()) == (
+            ["unknown"], ["in_flight"])
+        with pytest.raises(JournalError, match="being sent right now by another process"):
+            _open(path)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    log, state = _open(path)  # the holder is gone: taken over
+    assert state.unknown_after_crash == 1
+    log.finish("finished")
+
+
+async def test_write_failure_raises_journal_error(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import smtpkit.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "_BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "j.db"
+    log, _ = _open(path)
+    # another program takes the file and does not let go
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        _outcome(log, _rec(0))
+        log.flush()  # the writer meets the lock
+        message = (r"Writing the journal .* failed \(database is locked\); the campaign "
+                   r"stopped. Free disk space or fix the file, then run the same send again to "
+                   r"resume.")
+        with pytest.raises(JournalError, match=message):
+            _outcome(log, _rec(1))
+        with pytest.raises(JournalError, match=message):
+            log.intent(_rec(2), 1, time.time(), "s:25")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    log.finish("aborted")
+
+
+def _bounce_frame(**rows: dict[str, object]) -> pd.DataFrame:
+    base = {"recipient": None, "original_message_id": None, "kind": "bounce", "status": "5.1.1",
+            "reason": "user_unknown", "hard": True,
+            "arrived_at": pd.Timestamp("2026-01-01", tz="UTC"), "bounce_to": None,
+            "diagnostic": "550 5.1.1 no such user"}
+    return pd.DataFrame([{**base, **row} for row in rows.values()])
+
+
+async def test_recorded_bounces_show_in_outcomes(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=6)
+    recs = [_rec(i) for i in range(6)]
+    for rec in recs[:5]:
+        _outcome(log, rec)
+    _outcome(log, recs[5], "failed", code=550, reason="user_unknown")
+    log.finish("finished")
+    bounces = _bounce_frame(
+        by_verp={"bounce_to": recs[0].envelope_sender.upper(), "recipient": "someone@else"},
+        by_message_id={"original_message_id": "m1@shop.example"},
+        by_address={"recipient": "USER2@example.com"},
+        complaint={"recipient": "user3@example.com", "kind": "complaint", "reason": "abuse",
+                   "hard": False},
+        soft={"recipient": "user4@example.com", "hard": False, "reason": "mailbox_full"},
+        failed_row={"recipient": "user5@example.com"},
+    )
+    journal = Journal(path)
+    assert journal.record_bounces("c1", bounces) == 6
+    assert journal.record_bounces("c1", bounces) == 0  # idempotent
+    frame = read_outcomes(path, "c1")
+    assert list(frame["status"]) == ["bounced", "bounced", "bounced", "complained", "sent",
+                                     "failed"]
+    assert frame.loc[3, "reason"] == "abuse"
+    stored = journal.bounces("c1")
+    assert len(stored) == 6 and stored["hard"].dtype == "boolean"
+    assert str(stored["arrived_at"].dtype).startswith("datetime64")
+    with pytest.raises(MissingColumnError, match="lacks bounce_to"):
+        journal.record_bounces("c1", bounces.drop(columns=["bounce_to"]))
+
+
+async def test_a_settled_row_outranks_its_attempts_until_it_is_tried_again(
+        tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=2)
+    _outcome(log, _rec(0), "deferred", code=451, reason="greylisted")
+    log.record_final(_rec(0), "skipped", "suppressed")
+    log.record_final(_rec(1), "failed", "missing_field", detail="Column 'x' is empty.")
+    log.finish("interrupted")
+    frame = read_outcomes(path, "c1")
+    assert frame["status"].tolist() == ["skipped", "failed"]
+    assert frame["attempts"].tolist() == [1, 0]  # the earlier attempt still counts
+    assert frame.loc[1, "smtp_message"] == "Column 'x' is empty."
+    log, state = _open(path, rows=2)
+    assert list(state.status) == [STATUS_CODES["skipped"], STATUS_CODES["failed"]]
+    _outcome(log, _rec(1), "sent")  # fixed and sent on this run
+    log.finish("finished")
+    assert read_outcomes(path, "c1")["status"].tolist() == ["skipped", "sent"]
+
+
+def test_a_record_cut_short_in_the_inflight_file_is_ignored(tmp_path: Path) -> None:
+    import struct
+
+    path = tmp_path / "j.db"
+    log, _ = _open(path)
+    log.finish("finished")
+    name = b"127.0.0.1:25"
+    whole = struct.pack("<cHB", b"S", 0, len(name)) + name
+    whole += struct.pack("<cqiHd", b"I", 2, 1, 0, time.time())
+    torn = struct.pack("<cqiHd", b"I", 3, 1, 0, time.time())[:9]  # a power cut mid-write
+    Path(inflight_path(str(path), "c1")).write_bytes(whole + torn)
+    log, state = _open(path, describe=_rec)
+    log.finish("finished")
+    assert state.unknown_after_crash == 1  # row 2 only: row 3's write never completed
+    frame = read_outcomes(path, "c1")
+    assert frame["recipient"].tolist() == ["user2@example.com"]
+    assert frame["server"].tolist() == ["127.0.0.1:25"]
+
+
+async def test_suppressed_addresses_from_bounces(tmp_path: Path) -> None:
+    from smtpkit.journal import suppressed_addresses
+
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=3)
+    for i in range(3):
+        _outcome(log, _rec(i))
+    log.finish("finished")
+    Journal(path).record_bounces("c1", _bounce_frame(
+        named={"recipient": "USER0@example.com"},
+        by_verp={"bounce_to": _rec(1).envelope_sender},
+        soft={"recipient": "user2@example.com", "hard": False},
+    ))
+    assert suppressed_addresses(path) == {"user0@example.com", "user1@example.com"}
+
+
+def test_campaigns_lists_counts(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+
+    async def run() -> None:
+        log, _ = _open(path, rows=3)
+        _outcome(log, _rec(0))
+        _outcome(log, _rec(1), "failed", code=550, reason="user_unknown")
+        log.record_final(_rec(2), "skipped", "duplicate")
+        log.finish("finished")
+
+    asyncio.run(run())
+    frame = Journal(path).campaigns()
+    row = frame.iloc[0]
+    assert (row["campaign"], row["state"], row["runs"]) == ("c1", "finished", 1)
+    assert (row["sent"], row["failed"], row["skipped"]) == (1, 1, 1)
+    assert "<b>Journal</b>" in Journal(path)._repr_html_()
