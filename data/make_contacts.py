@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from smtpkit._sample import DEFAULT_SEED, make_contacts  # noqa: E402
+from smtpkit._sample import DEFAULT_SEED, make_contacts
 
 
 def main() -> None:

@@ -3,9 +3,8 @@
 Clean a contact list, send it in segmented batches over SMTP, get every per-recipient outcome
 back as a frame, fold bounces back in, and plot the delivery results.
 
-Public names are loaded on first use (``smtpkit.clean`` imports ``smtpkit.clean`` the module only
-when asked), so ``import smtpkit`` stays fast and light. Importing it registers the
-``df.smtpkit`` accessor.
+Every public name of the pipeline is importable from here; importing the package registers the
+``df.smtpkit`` accessor. matplotlib is imported only when a chart is drawn.
 
 Example:
     >>> import smtpkit
@@ -15,10 +14,32 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import outcomes as _outcomes_module  # noqa: F401  (bound before the function below)
+from . import accessor as _accessor  # noqa: F401  (registers df.smtpkit)
+from .bounces import (
+    BounceRecord,
+    IMAPSource,
+    apply_bounces,
+    parse_bounce,
+    read_bounces,
+    suppressions,
+    verp_token,
+)
+from .clean import clean, clean_report
+from .compose import (
+    Attachment,
+    RowError,
+    Template,
+    check,
+    make_message_id,
+    preview,
+    render,
+    render_message,
+)
+from .config import MXDelivery, Secret, SMTPConfig
+from .contacts import load_contacts
+from .dns import Resolver, StaticBackend, resolve_mx
 from .errors import (
     CampaignAborted,
     ConfigError,
@@ -29,75 +50,104 @@ from .errors import (
     SmtpkitError,
     TemplateError,
 )
+from .journal import Journal
+from .outcomes import STATUSES, Outcome
+from .plot import (
+    dashboard,
+    plot_bounce_reasons,
+    plot_funnel,
+    plot_latency,
+    plot_outcomes,
+    plot_timeline,
+)
+from .report import codes, funnel, latency, report_html, summarize, timeline
+from .sandbox import Sandbox, World
+from .segment import batches, segment
+from .send import CircuitBreaker, Limit, RetryPolicy, asend, send
+from .verify import VerifyReport, verify
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
-_LAZY: dict[str, str] = {
-    "load_contacts": "contacts",
-    "clean": "clean",
-    "clean_report": "clean",
-    "Resolver": "dns",
-    "StaticBackend": "dns",
-    "resolve_mx": "dns",
-    "segment": "segment",
-    "batches": "segment",
-    "Template": "compose",
-    "render": "compose",
-    "preview": "compose",
-    "check": "compose",
-    "SMTPConfig": "config",
-    "MXDelivery": "config",
-    "Secret": "config",
-    "verify": "verify",
-    "VerifyReport": "verify",
-    "send": "send",
-    "asend": "send",
-    "RetryPolicy": "send",
-    "Journal": "journal",
-    "Outcome": "outcomes",
-    "STATUSES": "outcomes",
-    "parse_bounce": "bounces",
-    "read_bounces": "bounces",
-    "apply_bounces": "bounces",
-    "suppressions": "bounces",
-    "IMAPSource": "bounces",
-    "BounceRecord": "bounces",
-    "summarize": "report",
-    "funnel": "report",
-    "latency": "report",
-    "timeline": "report",
-    "codes": "report",
-    "report_html": "report",
-    "plot_funnel": "plot",
-    "plot_outcomes": "plot",
-    "plot_latency": "plot",
-    "plot_timeline": "plot",
-    "plot_bounce_reasons": "plot",
-    "dashboard": "plot",
-    "Sandbox": "sandbox",
-    "World": "sandbox",
-}
-
 __all__ = [
+    "STATUSES",
+    "Attachment",
+    "BounceRecord",
     "CampaignAborted",
+    "CircuitBreaker",
     "ConfigError",
+    "IMAPSource",
     "InputError",
+    "Journal",
     "JournalError",
+    "Limit",
+    "MXDelivery",
     "MissingColumnError",
+    "Outcome",
+    "Resolver",
+    "RetryPolicy",
+    "RowError",
+    "SMTPConfig",
+    "Sandbox",
     "SandboxError",
+    "Secret",
     "SmtpkitError",
+    "StaticBackend",
+    "Template",
     "TemplateError",
+    "VerifyReport",
+    "World",
+    "apply_bounces",
+    "asend",
     "attempts",
+    "batches",
+    "check",
+    "clean",
+    "clean_report",
+    "codes",
+    "dashboard",
+    "funnel",
+    "latency",
+    "load_contacts",
+    "make_message_id",
     "outcomes",
-    *_LAZY,
+    "parse_bounce",
+    "plot_bounce_reasons",
+    "plot_funnel",
+    "plot_latency",
+    "plot_outcomes",
+    "plot_timeline",
+    "preview",
+    "read_bounces",
+    "render",
+    "render_message",
+    "report_html",
+    "resolve_mx",
+    "segment",
+    "send",
+    "summarize",
+    "suppressions",
+    "timeline",
+    "verify",
+    "verp_token",
 ]
 
 
+# Defined after the imports on purpose: importing the ``smtpkit.outcomes`` module binds the
+# package attribute ``outcomes`` to the module; this function takes the name back.
 def outcomes(journal: Any, campaign: str, /) -> Any:
     """The latest outcome of every recipient of ``campaign``, read from the journal file.
 
     Works from any process at any time, also while the campaign is running.
+
+    Example:
+        >>> import os, tempfile, pandas as pd, smtpkit
+        >>> db = os.path.join(tempfile.mkdtemp(), "smtpkit.db")
+        >>> hello = smtpkit.Template(sender="news@example.com", subject="Hi", text="Hello")
+        >>> with smtpkit.Sandbox() as box:
+        ...     _ = smtpkit.send(pd.DataFrame({"email": ["ann@example.com"]}), hello, box.config,
+        ...                      campaign="hello", journal=db, progress=False)
+        >>> smtpkit.outcomes(db, "hello")["status"].tolist()
+        ['sent']
     """
     from .journal import read_outcomes
 
@@ -109,48 +159,3 @@ def attempts(journal: Any, campaign: str, /) -> Any:
     from .journal import read_attempts
 
     return read_attempts(journal, campaign)
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'smtpkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-from . import accessor as _accessor  # noqa: E402,F401  (registers df.smtpkit)
-
-# A function named like its module must be bound eagerly: once anything imports the submodule,
-# the import system sets the package attribute to the module, and __getattr__ is not asked.
-from .clean import clean  # noqa: E402
-from .segment import segment  # noqa: E402
-from .verify import verify  # noqa: E402
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .bounces import BounceRecord, IMAPSource, apply_bounces, parse_bounce, read_bounces, suppressions
-    from .clean import clean, clean_report
-    from .compose import Template, check, preview, render
-    from .config import MXDelivery, Secret, SMTPConfig
-    from .contacts import load_contacts
-    from .dns import Resolver, StaticBackend, resolve_mx
-    from .journal import Journal
-    from .outcomes import STATUSES, Outcome
-    from .plot import (
-        dashboard,
-        plot_bounce_reasons,
-        plot_funnel,
-        plot_latency,
-        plot_outcomes,
-        plot_timeline,
-    )
-    from .report import codes, funnel, latency, report_html, summarize, timeline
-    from .sandbox import Sandbox, World
-    from .segment import batches, segment
-    from .send import RetryPolicy, asend, send
-    from .verify import VerifyReport, verify
