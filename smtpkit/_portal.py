@@ -95,11 +95,11 @@ def run(coro: Coroutine[Any, Any, T], /) -> T:
 
     loop.call_soon_threadsafe(start)
     try:
-        while True:
-            try:
-                return done.result(timeout=_POLL_SECONDS)
-            except concurrent.futures.TimeoutError:
-                continue
+        # Wait without result(timeout=...): on 3.11 concurrent.futures.TimeoutError *is* the
+        # builtin TimeoutError, so a coroutine raising TimeoutError would look like "not yet".
+        while not concurrent.futures.wait([done], timeout=_POLL_SECONDS).done:
+            pass
+        return done.result()
     except KeyboardInterrupt:
         _cancel_and_wait(loop, task_ready, task_box, done)
         raise

@@ -183,14 +183,47 @@ def _run_clean(args: argparse.Namespace) -> int:
 # --- verify ---------------------------------------------------------------------------------
 
 
-def _add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Runner:
-    _parser_for(
+def _add_verify(sub: Subparsers) -> Runner:
+    p = _parser_for(
         sub,
         "verify",
-        "Check an SMTP configuration before a campaign: connect, TLS, EHLO, AUTH.",
-        "SMTP_HOST=smtp.example.com SMTP_USERNAME=ann smtpkit verify",
+        "Check an SMTP configuration before a campaign: connect, TLS, EHLO, AUTH, and optionally "
+        "one test message. The server comes from the SMTP_HOST, SMTP_PORT, SMTP_TLS, "
+        "SMTP_USERNAME, SMTP_PASSWORD, SMTP_CA_FILE ... environment variables; without "
+        "SMTP_PASSWORD the password is asked for (hidden) when SMTP_USERNAME is set. Exits 0 when "
+        "the server is ready, 1 when a step failed.",
+        "SMTP_HOST=smtp.example.com SMTP_USERNAME=ann@example.com smtpkit verify \\\n"
+        "    --send-test-to ann@example.com",
     )
-    return _not_built("verify", "verify (issue 5)")
+    p.add_argument("--send-test-to", default=None, metavar="ADDRESS",
+                   help="also send one short test message to this address")
+    p.add_argument("--sender", default=None, metavar="ADDRESS",
+                   help="sender of the test message (default: the username, when an address)")
+    return _run_verify
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    report = verify(_config_from_env(), send_test_to=args.send_test_to, sender=args.sender)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _config_from_env() -> Any:
+    """``SMTPConfig.from_env()``; with SMTP_USERNAME but no SMTP_PASSWORD, ask for the password
+    (hidden) when it is first needed, instead of taking it on the command line."""
+    import os
+
+    from .config import Secret, SMTPConfig
+
+    username = os.environ.get("SMTP_USERNAME")
+    if username and not os.environ.get("SMTP_PASSWORD"):
+        rest = {k: v for k, v in os.environ.items() if k != "SMTP_USERNAME"}
+        config = SMTPConfig.from_env(environ=rest)
+        return config.replace(username=username,
+                              password=Secret.prompt(f"SMTP password for {username}: "))
+    return SMTPConfig.from_env()
 
 
 # --- send -----------------------------------------------------------------------------------
@@ -259,25 +292,34 @@ def _load_template(path: str) -> Any:
     return Template(**spec)
 
 
-def _run_send(args: argparse.Namespace) -> int:
+# Columns ``smtpkit clean`` writes as True/False; read back as booleans, the rest stays text.
+_CLEAN_FLAGS = ("valid", "duplicate", "role", "disposable", "smtputf8", "mx_ok", "suppressed",
+                "sendable")
+
+
+def _read_cleaned_list(path: str) -> Any:
+    """Read a contact list as text (leading zeros and "NA" cells kept, as ``load_contacts``
+    does) and turn the flag columns of a cleaned list back into booleans."""
     import pandas as pd
 
-    from .config import SMTPConfig
-    from .errors import InputError
+    from .contacts import load_contacts
+
+    frame = load_contacts(path)
+    for column in _CLEAN_FLAGS:
+        if column in frame.columns:
+            text = frame[column].astype("string").str.strip().str.lower()
+            if text.isin(["true", "false", ""]).all():
+                frame[column] = text.map({"true": True, "false": False}).astype("boolean")
+    assert isinstance(frame, pd.DataFrame)
+    return frame
+
+
+def _run_send(args: argparse.Namespace) -> int:
     from .send import send
 
-    name = args.input.lower()
-    try:
-        if name.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(args.input)
-        elif name.endswith((".xlsx", ".xls")):
-            frame = pd.read_excel(args.input)
-        else:
-            frame = pd.read_csv(args.input, keep_default_na=True)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"The list {args.input!r} cannot be read: {exc}.") from None
+    frame = _read_cleaned_list(args.input)
     template = _load_template(args.template)
-    config: Any = "mx" if args.mx else SMTPConfig.from_env()
+    config: Any = "mx" if args.mx else _config_from_env()
     result = send(
         frame, template, config, campaign=args.campaign, journal=args.journal,
         segment=args.segment, concurrency=args.concurrency, rate=args.rate,
@@ -434,14 +476,6 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-
-
-def _not_built(name: str, what: str) -> Runner:
-    def run(args: argparse.Namespace) -> int:
-        print(f"smtpkit {name} is not built yet; it needs {what}.", file=sys.stderr)
-        return 2
-
-    return run
 
 
 _COMMANDS = (_add_demo, _add_sandbox, _add_clean, _add_verify, _add_send, _add_bounces, _add_report)

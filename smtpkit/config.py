@@ -347,7 +347,7 @@ class MXDelivery:
         tls: ``"starttls"`` (required and verified), or ``"none"`` (loopback or ``insecure``).
 
     Example:
-        >>> MXDelivery(port=2525, tls="none").port
+        >>> MXDelivery(port=2525).port
         2525
     """
 
@@ -362,6 +362,12 @@ class MXDelivery:
     def __post_init__(self) -> None:
         if self.tls not in ("starttls", "none"):
             raise ConfigError("MXDelivery tls must be 'starttls' or 'none'.")
+        if self.tls == "none" and not self.insecure:
+            # MX hosts are found at send time and are, by nature, other people's servers.
+            raise ConfigError(
+                "MXDelivery(tls='none') would deliver in clear text to every recipient's mail "
+                "server; use tls='starttls', or pass insecure=True if you really mean it."
+            )
         port = self.port
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ConfigError(f"port must be an integer from 1 to 65535; got {port!r}.")

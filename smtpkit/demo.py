@@ -67,6 +67,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 # The files a run writes into its folder (a new run replaces them).
 _JOURNAL = "journal.db"
 _MAILDIR = "Maildir"
+# Marks a folder as the demo's own, so a second run may empty it (and nothing else ever is).
+_MARKER = ".smtpkit-demo"
 _REPORT = "report.html"
 _DASHBOARD = "dashboard.png"
 _DELIVERIES = "sandbox-deliveries.csv"
@@ -249,10 +251,20 @@ def _contacts(contacts: Any) -> tuple[pd.DataFrame, str]:
 
 
 def _prepare_folder(out: str | os.PathLike[str]) -> Path:
-    """Create ``out``, and remove what a previous demo run left there (only its own files)."""
+    """Create ``out``, or empty what an earlier demo run left there (only its own files).
+
+    A folder the demo did not make (no ``.smtpkit-demo`` marker) is never emptied: it may be a
+    real Maildir or someone's work; a new or empty folder is taken and marked.
+    """
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; give the demo a folder for its output (--out).")
+    marker = folder / _MARKER
+    if folder.is_dir() and any(folder.iterdir()) and not marker.is_file():
+        raise InputError(
+            f"{folder} is not empty and was not made by smtpkit demo, so the demo will not "
+            "write or delete anything there; choose a new or empty folder with --out."
+        )
     maildir = folder / _MAILDIR
     if maildir.is_dir():
         unexpected = {p.name for p in maildir.iterdir()} - {"cur", "new", "tmp"}
@@ -262,9 +274,12 @@ def _prepare_folder(out: str | os.PathLike[str]) -> Path:
                 "demo will not delete it. Move it away or choose another --out folder."
             )
     folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text("This folder is written by `smtpkit demo`; each run replaces it.\n")
     for name in (_JOURNAL, f"{_JOURNAL}-wal", f"{_JOURNAL}-shm", _REPORT, _DASHBOARD,
                  _DELIVERIES):
         (folder / name).unlink(missing_ok=True)
+    for leftover in folder.glob(f"{_JOURNAL}-inflight-*"):
+        leftover.unlink(missing_ok=True)
     if maildir.is_dir():
         shutil.rmtree(maildir)
     return folder

@@ -528,6 +528,8 @@ class Sandbox:
             port=self.port,
             tls="starttls" if self.tls else "none",
             ca_file=self._ca_file,
+            # without TLS the sandbox's MX hosts are plaintext, but only ever on loopback
+            insecure=not self.tls,
         )
 
     # --- what happened ----------------------------------------------------------------------

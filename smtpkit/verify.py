@@ -150,10 +150,9 @@ async def averify(
             f"verify() checks one SMTPConfig; got {type(config).__name__}. For direct MX "
             "delivery, verify the config of one MX host (MXDelivery.config_for(host))."
         )
-    if send_test_to is not None and (
-        not isinstance(send_test_to, str) or "@" not in send_test_to or _has_control(send_test_to)
-    ):
-        raise InputError(f"send_test_to must be one email address; got {send_test_to!r}.")
+    for name, value in (("send_test_to", send_test_to), ("sender", sender)):
+        if value is not None and not _plain_address(value):
+            raise InputError(f"{name} must be one email address; got {value!r}.")
     steps: dict[StepName, VerifyStep] = {}
     started = time.perf_counter()
     try:
@@ -352,5 +351,11 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else "(none)"
 
 
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+def _plain_address(value: object) -> bool:
+    """One bare address: text with an @, without white space, controls or angle brackets."""
+    return (
+        isinstance(value, str)
+        and "@" in value
+        and not any(ch.isspace() or ord(ch) < 32 or 127 <= ord(ch) < 160 or ch in "<>,"
+                    for ch in value)
+    )

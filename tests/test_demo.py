@@ -252,13 +252,15 @@ def test_a_second_run_is_a_fresh_campaign(tmp_path: Path) -> None:
 
 def test_the_previous_run_is_cleared_but_nothing_else(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    demo._prepare_folder(out)  # a first run marks the folder as the demo's
+    assert (out / ".smtpkit-demo").is_file()
     (out / "Maildir" / "new").mkdir(parents=True)
     (out / "Maildir" / "new" / "1.eml").write_text("old bounce")
     for name in ("journal.db", "journal.db-wal", "report.html", "dashboard.png"):
         (out / name).write_text("old")
     (out / "notes.txt").write_text("mine")
     demo._prepare_folder(out)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".smtpkit-demo", "notes.txt"]
     demo._prepare_folder(out / "new" / "folder")
     assert (out / "new" / "folder").is_dir()
 
@@ -268,6 +270,7 @@ def test_the_previous_run_is_cleared_but_nothing_else(tmp_path: Path) -> None:
     [
         pytest.param("file", "is a file; give the demo a folder", id="out-is-a-file"),
         pytest.param("foreign-maildir", "holds more than a Maildir", id="foreign-maildir"),
+        pytest.param("real-maildir", "was not made by smtpkit demo", id="home-with-a-maildir"),
     ],
 )
 def test_refuses_an_output_folder_it_does_not_own(tmp_path: Path, setup: str,
@@ -275,15 +278,26 @@ def test_refuses_an_output_folder_it_does_not_own(tmp_path: Path, setup: str,
     out = tmp_path / "out"
     if setup == "file":
         out.write_text("not a folder")
-    else:
+    elif setup == "foreign-maildir":
+        demo._prepare_folder(out)
         (out / "Maildir" / "cur").mkdir(parents=True)
         (out / "Maildir" / "precious").mkdir()
         (out / "journal.db").write_text("a previous run")
+    else:  # e.g. `smtpkit demo --out ~`: a real Maildir (only cur/new/tmp) and other files
+        (out / "Maildir" / "cur").mkdir(parents=True)
+        (out / "Maildir" / "new").mkdir()
+        (out / "Maildir" / "tmp").mkdir()
+        (out / "Maildir" / "cur" / "1700000000.M1P1.host:2,S").write_text("real mail")
+        (out / "report.html").write_text("someone's report")
     with pytest.raises(InputError, match=message):
         demo.run_demo(out, contacts=make_contacts(10), progress=False)
-    if setup != "file":  # refused before anything was deleted
+    if setup == "foreign-maildir":  # refused before anything was deleted
         assert (out / "Maildir" / "precious").is_dir()
         assert (out / "journal.db").read_text() == "a previous run"
+    elif setup == "real-maildir":
+        assert (out / "Maildir" / "cur" / "1700000000.M1P1.host:2,S").read_text() == "real mail"
+        assert (out / "report.html").read_text() == "someone's report"
+        assert not (out / ".smtpkit-demo").exists()
 
 
 def test_refuses_contacts_of_the_wrong_type(tmp_path: Path) -> None:

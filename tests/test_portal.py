@@ -105,3 +105,25 @@ def test_keyboard_interrupt_cancels_the_coroutine_and_lets_it_clean_up(tmp_path)
     assert proc.returncode == 3
     assert "interrupted" in out
     assert marker.read_text() == "yes"
+
+
+def test_a_timeout_error_from_the_coroutine_is_raised_not_waited_on() -> None:
+    # concurrent.futures.TimeoutError is the builtin TimeoutError on 3.11: the portal must not
+    # mistake the coroutine's own TimeoutError for "no result yet" and wait forever.
+    async def times_out() -> None:
+        await asyncio.sleep(0)
+        raise TimeoutError("the server did not answer")
+
+    result: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            _portal.run(times_out())
+        except BaseException as exc:
+            result.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "run() kept waiting after the coroutine raised TimeoutError"
+    assert isinstance(result[0], TimeoutError) and "did not answer" in str(result[0])

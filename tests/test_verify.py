@@ -137,16 +137,21 @@ def test_report_renders_in_a_notebook(auth_box) -> None:
     assert len(frame) == 5
 
 
+@pytest.mark.parametrize("option", ["send_test_to", "sender"])
 @pytest.mark.parametrize(
     "bad",
     [
         pytest.param("not-an-address", id="no-at-sign"),
         pytest.param("a@b.com\r\nRCPT TO:<x@y.z>", id="injection"),
+        pytest.param("a@b.com\x85x", id="next-line"),
+        pytest.param("a@b.com, c@d.com", id="two-addresses"),
+        pytest.param(5, id="not-text"),
     ],
 )
-def test_bad_test_address_is_refused_before_connecting(bad: str) -> None:
-    with pytest.raises(InputError, match="send_test_to must be one email address"):
-        verify(SMTPConfig("127.0.0.1", _closed_port(), tls="none"), send_test_to=bad)
+def test_bad_address_is_refused_before_connecting(option: str, bad: object) -> None:
+    with pytest.raises(InputError, match=f"{option} must be one email address"):
+        verify(SMTPConfig("127.0.0.1", _closed_port(), tls="none"),  # type: ignore[arg-type]
+               **{option: bad})
 
 
 def test_mx_delivery_is_refused_with_advice() -> None:
