@@ -168,12 +168,17 @@ _SUBJECT_REASONS: dict[int, str] = {
 _REPLY_REASONS: dict[int, str] = {552: "mailbox_full", 421: "rate_limited", 554: "policy"}
 
 
-@functools.lru_cache(maxsize=256)  # one notice is often classified for several recipients
 def reason_from_text(text: str, /) -> str | None:
     """The reason named by a diagnostic text, or None when it names none of them."""
     if not text:
         return None
-    text = text[:MAX_CLASSIFY_CHARS].lower()
+    # cut before the cache: its keys would otherwise keep whole notices (megabytes) alive
+    return _reason_from_start(text[:MAX_CLASSIFY_CHARS])
+
+
+@functools.lru_cache(maxsize=256)  # one notice is often classified for several recipients
+def _reason_from_start(text: str, /) -> str | None:
+    text = text.lower()
     for reason, pattern in _TEXT_PATTERNS:
         if pattern.search(text):
             return reason

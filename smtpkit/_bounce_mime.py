@@ -75,12 +75,22 @@ class Part:
         if raw.startswith((b"\n", b"\r\n")):  # no header section at all
             return raw.lstrip(b"\r\n")
         fields = self._fields
+        # a field's continuation lines are collected and joined once: appending each to the
+        # growing value would cost quadratic time on a field folded over many lines
+        pieces: list[str] = []
+
+        def finish() -> None:
+            if pieces:
+                name, value = fields[-1]
+                fields[-1] = (name, " ".join([value, *pieces]))
+                pieces.clear()
+
         lines = head.split(b"\n")
         for index, line in enumerate(lines):
             if line[:1] in (b" ", b"\t") and fields:
-                name, value = fields[-1]
-                fields[-1] = (name, value + " " + line.strip().decode("utf-8", "replace"))
+                pieces.append(line.strip().decode("utf-8", "replace"))
                 continue
+            finish()
             match = _HEADER_NAME.match(line)
             if match is None:
                 # not a header line: the body starts here (as the standard parser does)
@@ -88,6 +98,7 @@ class Part:
                 return rest + (b"\n\n" + body if blank else b"")
             fields.append((match.group(1).decode("ascii").lower(),
                            match.group(2).decode("utf-8", "replace")))
+        finish()
         return body
 
     # -- header fields ----------------------------------------------------------------------------

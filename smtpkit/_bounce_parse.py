@@ -37,6 +37,11 @@ MAX_PARSE_BYTES = 2 * 1024 * 1024
 _MAX_DIAGNOSTIC = 1000
 _MAX_DEPTH = 3
 _MAX_TAIL = 16 * 1024
+#: How much of a report's human-readable notice is searched for the lines about a recipient.
+_MAX_ABOUT_CHARS = 64 * 1024
+#: A chunk of text about one recipient this long says more than the address, whatever it holds
+#: (checking by removing the address would cost its length once per recipient that shares it).
+_LONG_CHUNK = 4096
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -336,23 +341,25 @@ def _field_blocks(part: Part) -> list[dict[str, str]]:
     """The field groups of a delivery-status / feedback-report part (lower-case names)."""
     blocks: list[dict[str, str]] = []
     text = part.text()
-    current: dict[str, str] = {}
+    # the pieces of each value are joined once a block ends: appending to a growing string
+    # for each continuation line costs quadratic time on a field folded over many lines
+    current: dict[str, list[str]] = {}
     last = ""
     for line in text.replace("\r\n", "\n").split("\n"):
         if not line.strip():
             if current:
-                blocks.append(current)
+                blocks.append({name: " ".join(pieces) for name, pieces in current.items()})
                 current, last = {}, ""
             continue
         if line[0] in " \t" and last:
-            current[last] += " " + line.strip()
+            current[last].append(line.strip())
             continue
         match = _FIELD_LINE.match(line)
         if match:
             last = match.group(1).lower()
-            current.setdefault(last, match.group(2).strip())
+            current.setdefault(last, [match.group(2).strip()])
     if current:
-        blocks.append(current)
+        blocks.append({name: " ".join(pieces) for name, pieces in current.items()})
     return blocks
 
 
@@ -388,6 +395,7 @@ def _dsn_records(
 ) -> list[BounceRecord]:
     records: list[BounceRecord] = []
     seen: set[tuple[str, str]] = set()
+    about = _LinesAbout(notice)
     for part in parts:
         blocks = _field_blocks(part)
         per_message: dict[str, str] = {}
@@ -404,7 +412,7 @@ def _dsn_records(
                 or _typed_address(block.get("final-recipient"))
                 or _typed_address(block.get("x-actual-recipient"))
             )
-            record = _dsn_record(block, address, reporting, notice, original_id, ctx)
+            record = _dsn_record(block, address, reporting, about, original_id, ctx)
             key = ((address or "").lower(), record.kind)
             if key in seen:
                 continue
@@ -417,7 +425,7 @@ def _dsn_record(
     block: dict[str, str],
     address: str | None,
     reporting: str | None,
-    notice: str,
+    about: _LinesAbout,
     original_id: str | None,
     ctx: _Context,
 ) -> BounceRecord:
@@ -460,7 +468,7 @@ def _dsn_record(
     else:
         text_reason = reason_from_text(detail_text)
         if text_reason is None and address:
-            text_reason = reason_from_text(_lines_about(notice, address))
+            text_reason = reason_from_text(about(address))
         reason, hard = classify(
             status, reply_code, "", permanent=kind == "bounce", text_reason=text_reason
         )
@@ -471,7 +479,7 @@ def _dsn_record(
         hard=hard,
         status=status,
         reply_code=reply_code,
-        diagnostic=_condense(detail_text) or _condense(_lines_about(notice, address or "")),
+        diagnostic=_condense(detail_text) or _condense(about(address or "")),
         original_message_id=original_id,
         reporting_mta=reporting,
         remote_mta=_mta_name(block.get("remote-mta")),
@@ -482,15 +490,47 @@ def _dsn_record(
     )
 
 
-def _lines_about(notice: str, address: str) -> str:
-    if not address:
-        return ""
-    lowered = address.lower()
-    lines = notice.split("\n")
-    for row, line in enumerate(lines):
-        if lowered in line.lower():
-            return " ".join(lines[row : row + 3])
-    return ""
+class _LinesAbout:
+    """The first line of a notice that names an address, and the two after it, as one line.
+
+    A report can list thousands of recipients: the notice is lower-cased once (not once per
+    recipient and line), answers are kept, and only its first ``_MAX_ABOUT_CHARS`` are searched.
+    """
+
+    def __init__(self, notice: str) -> None:
+        self._notice = notice
+        head = notice[:_MAX_ABOUT_CHARS]
+        lowered = head.lower()
+        # lower() lengthens a few letters ("İ"); then offsets differ and lines are searched
+        self._lowered = lowered if len(lowered) == len(head) else None
+        self._answers: dict[str, str] = {}
+
+    def __call__(self, address: str) -> str:
+        if not address:
+            return ""
+        answer = self._answers.get(address)
+        if answer is None:
+            answer = self._answers[address] = self._find(address.lower())
+        return answer
+
+    def _find(self, lowered: str) -> str:
+        notice = self._notice
+        if self._lowered is None:
+            lines = notice[:_MAX_ABOUT_CHARS].split("\n")
+            for row, line in enumerate(lines):
+                if lowered in line.lower():
+                    return " ".join(notice.split("\n")[row : row + 3])
+            return ""
+        found = self._lowered.find(lowered)
+        if found < 0 or "\n" in lowered:
+            return ""
+        start = end = notice.rfind("\n", 0, found) + 1
+        for _ in range(3):
+            end = notice.find("\n", end) + 1
+            if end == 0:
+                end = len(notice) + 1
+                break
+        return notice[start : end - 1].replace("\n", " ")
 
 
 # --- RFC 5965 feedback reports (complaints) --------------------------------------------------
@@ -558,6 +598,10 @@ _AUTO_SUBJECT = re.compile(
 )
 
 
+# "<" is not allowed inside an id: otherwise every "<" of a long run without ">" starts a rescan.
+_MESSAGE_IDS = re.compile(r"<[^<>\s]+>")
+
+
 def _is_auto_reply(msg: Part, subject: str) -> bool:
     auto_submitted = _header(msg, "Auto-Submitted").strip().lower()
     if auto_submitted and not auto_submitted.startswith("no"):
@@ -576,7 +620,7 @@ def _is_auto_reply(msg: Part, subject: str) -> bool:
 def _auto_reply_record(msg: Part, ctx: _Context) -> BounceRecord:
     replier = _first_address(msg, "From", "Sender", "Reply-To")
     in_reply_to = _header(msg, "In-Reply-To") or _header(msg, "References")
-    ids = re.findall(r"<[^>\s]+>", in_reply_to)
+    ids = _MESSAGE_IDS.findall(in_reply_to)
     fmt = "rfc3834" if msg.has("Auto-Submitted") else "auto_reply"
     return BounceRecord(
         recipient=replier,
@@ -598,8 +642,13 @@ _REPORTING_IN_TEXT = re.compile(
     r"(?:program|mail delivery agent|mta program|deliver program) at (?:host )?([\w.-]+\.\w+)",
     re.IGNORECASE,
 )
+# "host mx.example.com" or "mx.example.com [192.0.2.1]". The second form is tried only at the
+# start of a run of name characters, and the atomic group settles on the run's first possible
+# start (an ASCII letter or digit at a word start) once: trying every word start inside a long
+# run ("a.a.a.a...") would rescan the rest of the run from each of them, in quadratic time.
 _REMOTE_IN_TEXT = re.compile(
-    r"\bhost\s+([A-Za-z0-9][\w.-]*\.[A-Za-z]{2,})|\b([A-Za-z0-9][\w.-]*\.[A-Za-z]{2,})"
+    r"\bhost\s+([A-Za-z0-9][\w.-]*\.[A-Za-z]{2,})"
+    r"|(?<![\w.-])(?>[\w.-]*?(?<!\w)(?=[A-Za-z0-9]))([A-Za-z0-9][\w.-]*\.[A-Za-z]{2,})"
     r"\s*\[\d{1,3}(?:\.\d{1,3}){3}\]",
 )
 
@@ -629,13 +678,14 @@ def _text_records(
         fallback_domain=_domain(sender),
         envelope_recipients=envelope,
     )
+    whole_notice = notice.strip()
     if not found and subject:
         found = [
-            text_rules.Found(f.address, notice.strip())
+            text_rules.Found(f.address, whole_notice)
             for f in text_rules.find_recipients(subject, exclude=ctx.own_addresses)
         ]
     if not found and len(envelope) == 1:
-        found = [text_rules.Found(envelope[0], notice.strip())]
+        found = [text_rules.Found(envelope[0], whole_notice)]
 
     delay = text_rules.is_delay_text(notice + "\n" + subject)
     kind: BounceKind = "delay" if delay else "bounce"
@@ -644,19 +694,39 @@ def _text_records(
     reporting_match = _REPORTING_IN_TEXT.search(notice)
     reporting = reporting_match.group(1) if reporting_match else _domain(sender)
     if not found:
-        found = [text_rules.Found("", notice.strip())]
+        found = [text_rules.Found("", whole_notice)]
+    # Many recipients can share one chunk (one line naming them all) or fall back to the whole
+    # notice: what is read from a text is read once per text, not once per recipient.
+    codes: dict[str, tuple[str | None, int | None]] = {}
+    reasons: dict[str, str | None] = {}
+    remotes: dict[str, str | None] = {}
+    diagnostics: dict[str, str | None] = {}
     records = []
     for item in found:
         chunk = item.chunk
-        substantive = len(chunk.replace(item.address, "").strip(" \t\n<>:*-\"'")) >= 12
-        status, reply_code = text_rules.extract_codes(chunk)
+        substantive = len(chunk) > _LONG_CHUNK or (
+            len(chunk.replace(item.address, "").strip(" \t\n<>:*-\"'")) >= 12
+        )
+        if chunk not in codes:
+            codes[chunk] = text_rules.extract_codes(chunk)
+        status, reply_code = codes[chunk]
         if status is None and reply_code is None and len(found) == 1:
             status, reply_code = text_rules.extract_codes(notice)
-        text_reason = reason_from_text(chunk) or reason_from_text(whole)
+        if chunk not in reasons:
+            reasons[chunk] = reason_from_text(chunk)
+        text_reason = reasons[chunk]
+        if text_reason is None:
+            if whole not in reasons:
+                reasons[whole] = reason_from_text(whole)
+            text_reason = reasons[whole]
         reason, hard = classify(
             status, reply_code, "", permanent=not delay, text_reason=text_reason
         )
-        remote = _REMOTE_IN_TEXT.search(chunk if substantive else notice)
+        described = chunk if substantive else notice
+        if described not in remotes:
+            remote = _REMOTE_IN_TEXT.search(described)
+            remotes[described] = (remote.group(1) or remote.group(2)) if remote else None
+            diagnostics[described] = _condense(described)
         records.append(
             BounceRecord(
                 recipient=item.address or None,
@@ -665,10 +735,10 @@ def _text_records(
                 hard=hard,
                 status=status,
                 reply_code=reply_code,
-                diagnostic=_condense(chunk if substantive else notice),
+                diagnostic=diagnostics[described],
                 original_message_id=original_id,
                 reporting_mta=reporting,
-                remote_mta=(remote.group(1) or remote.group(2)) if remote else None,
+                remote_mta=remotes[described],
                 arrived_at=ctx.arrived_at,
                 bounce_to=ctx.bounce_to,
                 source=ctx.source,

@@ -26,7 +26,7 @@ import mailbox
 import os
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -165,14 +165,36 @@ class IMAPSource:
                 "host, the port and tls='implicit' (993) or tls='starttls' (143)."
             ) from exc
         try:
-            conn.login(self.username, self.password.reveal())  # type: ignore[union-attr]
-        except imaplib.IMAP4.error as exc:
+            self._login(conn, where)
+        except BaseException:
             _close(conn)
+            raise
+        return conn
+
+    def _login(self, conn: imaplib.IMAP4, where: str) -> None:
+        """Log in with LOGIN, or with AUTHENTICATE PLAIN (UTF-8) when the login is not ASCII.
+
+        imaplib sends LOGIN arguments as ASCII: a non-ASCII password raised a UnicodeEncodeError
+        whose ``object`` was the whole command, password included. Every error raised here is
+        a ConfigError or InputError that names the user and never holds the password.
+        """
+        password: str = self.password.reveal()  # type: ignore[union-attr]
+        try:
+            if self.username.isascii() and password.isascii():
+                conn.login(self.username, password)
+            else:
+                conn.authenticate("PLAIN", _plain_credentials(self.username, password, where,
+                                                               conn.capabilities))
+        except imaplib.IMAP4.error as exc:  # the server's reply, which holds no password
             raise ConfigError(
                 f"The IMAP server {where} refused the login of user {self.username!r}; check the "
                 "username and the password."
             ) from exc
-        return conn
+        except OSError as exc:
+            raise InputError(
+                f"The connection to the IMAP server {where} failed while logging in ({exc}); "
+                "try again later."
+            ) from exc
 
     def fetch(self, *, since: dt.datetime | None = None) -> Iterator[tuple[bytes, str]]:
         """Yield ``(raw message, label)`` for each message not read before, then remember them."""
@@ -213,6 +235,28 @@ class IMAPSource:
             self._save_state()
         finally:
             _close(conn)
+
+
+def _plain_credentials(
+    username: str, password: str, where: str, capabilities: tuple[str, ...]
+) -> Callable[[bytes], bytes]:
+    """The SASL PLAIN response (RFC 4616: UTF-8) for AUTHENTICATE, checked before it is sent."""
+    if "AUTH=PLAIN" not in capabilities:
+        raise ConfigError(
+            f"The IMAP username or password of user {username!r} has non-ASCII characters, "
+            f"which IMAP LOGIN cannot carry, and the server {where} does not offer "
+            "AUTHENTICATE PLAIN; use an ASCII password for this mailbox."
+        )
+    try:
+        response = f"\0{username}\0{password}".encode()
+    except UnicodeEncodeError:  # an unpaired surrogate; the error's .object holds the password
+        response = b"\0"
+    if response.count(b"\0") != 2:
+        raise ConfigError(
+            f"The IMAP username or password of user {username!r} holds a character that cannot "
+            "be sent (a NUL or an unpaired surrogate); check how the password is stored."
+        ) from None
+    return lambda _challenge: response
 
 
 def _quote_folder(folder: str) -> str:

@@ -67,10 +67,13 @@ _SYSTEM_LOCALPARTS = frozenset(
 )
 
 # Where the returned copy of the original message starts (the notice ends there).
+# The bounce mailbox takes mail from anyone, so every pattern here must stay linear on hostile
+# text: a quantified run is entered only at its start (a lookbehind) and taken whole (possessive
+# or atomic), otherwise a long run is rescanned from each of its characters (quadratic time).
 _CUT_PHRASES = re.compile(
     r"below this line is a copy|this is a copy of (?:the|your) message|(?:original|returned"
     r"|unsent|undelivered) (?:message|mail)s?,? (?:follows?|below|attached|as received|headers?)"
-    r"|-{2,} ?(?:original|returned) (?:message|mail) ?-{2,}|message headers? follows?"
+    r"|(?<!-)-{2,}+ ?(?:original|returned) (?:message|mail) ?-{2,}|message headers? follows?"
     r"|header of the original message|(?:copy|summary) of the (?:original |undelivered |first "
     r"part of the |returned )?message|start of returned message|your message reads"
     r"|original message follow|the header and top \d+ lines|message text follows|^old message:"
@@ -108,6 +111,12 @@ _CONTACT_BEFORE = re.compile(
 )
 _LIST_PUNCTUATION = " \t>*-|\"'<>:;,.()[]"  # bullets and brackets around a listed address
 _LEAD_PUNCTUATION = " \t>*-|\"'<(["
+#: How much of a line before / after an address the rules about its place read. Enough for any
+#: label ("originally addressed to:", "please contact ... at"); bounded so that a line with
+#: thousands of addresses costs linear time, not a rescan of the whole line for each address.
+_CONTEXT_CHARS = 128
+#: How many earlier hits on one row an "(expanded from: x)" looks through for its alias.
+_MAX_ALIAS_SCAN = 64
 _SENDER_OK_AFTER = re.compile(r"^[>\"'\]]*[.,]*\s*sender ok", re.IGNORECASE)
 _MAIL_FROM = re.compile(r"mail from:?\s*<([^>\s]+)>", re.IGNORECASE)
 
@@ -206,9 +215,41 @@ class Found:
     chunk: str
 
 
+_SKIPPED_OPEN = re.compile(r"<(script|style|head)\b", re.IGNORECASE)
+_SKIPPED_CLOSE = {
+    name: re.compile(rf"</{name}\s*>", re.IGNORECASE) for name in ("script", "style", "head")
+}
+
+
+def _drop_skipped_elements(markup: str) -> str:
+    """``markup`` with every ``<script|style|head ...>...</same>`` element made one space.
+
+    What the lazy regex ``<(script|style|head)\\b.*?</\\1\\s*>`` (ignoring case) did, in linear
+    time: that regex rescans to the end of the text from every opening tag without a closing one.
+    """
+    pieces: list[str] = []
+    kept_from = search_from = 0
+    unclosed: set[str] = set()  # no closing tag after some opening tag: none after later ones
+    while len(unclosed) < len(_SKIPPED_CLOSE):
+        opening = _SKIPPED_OPEN.search(markup, search_from)
+        if opening is None:
+            break
+        name = opening.group(1).lower()
+        closing = None if name in unclosed else _SKIPPED_CLOSE[name].search(markup, opening.end())
+        if closing is None:
+            unclosed.add(name)
+            search_from = opening.end()
+            continue
+        pieces.append(markup[kept_from : opening.start()])
+        pieces.append(" ")
+        kept_from = search_from = closing.end()
+    pieces.append(markup[kept_from:])
+    return "".join(pieces)
+
+
 def html_to_text(markup: str, /) -> str:
     """Plain text from an HTML notice: line breaks kept, tags dropped, entities decoded."""
-    text = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", markup)
+    text = _drop_skipped_elements(markup)
     text = re.sub(r"(?i)<br\s*/?>|</(?:p|div|tr|li|h\d)\s*>", "\n", text)
     text = re.sub(r"<[^>]{0,2000}>", "", text)
     return html.unescape(text).replace("\xa0", " ")
@@ -279,10 +320,16 @@ def find_recipients(
         if "@" not in line:
             continue
         echo = _ECHO_LINE.match(line) is not None
+        # what depends on the whole line is worked out once per line, not once per address
+        stripped: str | None = None
+        failure_line = False
+        lead_end = len(line) - len(line.lstrip(_LEAD_PUNCTUATION))
         for match in ADDRESS_RE.finditer(line):
             address = _clean_address(match.group(1))
             lowered = address.lower()
-            before, after = line[: match.start()], line[match.end() :]
+            start, end = match.span()
+            before = line[max(0, start - _CONTEXT_CHARS) : start]
+            after = line[end : end + _CONTEXT_CHARS]
             if _ORIGINAL_BEFORE.search(before):
                 originals.append((row, address))
                 continue
@@ -295,28 +342,23 @@ def find_recipients(
                 or _SENDER_OK_AFTER.match(after)
             ):
                 continue
-            stripped = line.strip(_LIST_PUNCTUATION)
-            if (
-                stripped == match.group(0).strip()
-                or _FAILURE_WORDS.search(lowered_lines[row]) is not None
-                or _REPLY_IN_LINE.search(line) is not None
-                or row in intro_rows
-            ):
+            if stripped is None:
+                stripped = line.strip(_LIST_PUNCTUATION)
+                failure_line = (
+                    _FAILURE_WORDS.search(lowered_lines[row]) is not None
+                    or _REPLY_IN_LINE.search(line) is not None
+                    or row in intro_rows
+                )
+            if failure_line or stripped == match.group(0).strip():
                 level = 2
-            elif not before.strip(_LEAD_PUNCTUATION) or _LABEL_BEFORE.search(before):
+            elif start <= lead_end or _LABEL_BEFORE.search(before):
                 level = 1
             else:
                 level = 0
             hits.append((row, address, level))
 
-    for orow, original in originals:
-        # the alias the original address was expanded to is the nearest hit just above it
-        for index in range(len(hits) - 1, -1, -1):
-            row = hits[index][0]
-            if orow - 2 <= row <= orow and hits[index][1].lower() != original.lower():
-                del hits[index]
-                break
-        hits.append((orow, original, 2))
+    if originals:
+        hits = _replace_aliases(hits, originals)
     hits.sort(key=lambda hit: hit[0])
 
     if any(level == 2 for _, _, level in hits):
@@ -338,13 +380,49 @@ def find_recipients(
         return _bare_recipients(lines, fallback_domain, envelope_recipients)
 
     found = []
+    # addresses on one line share that line as their chunk: one string, not a copy each
+    chunks: dict[tuple[int, int], str] = {}
     for index, (row, address) in enumerate(first):
         next_row = first[index + 1][0] if index + 1 < len(first) else len(lines)
         if next_row <= row:
             next_row = row + 1
-        chunk = notice[offsets[row] : offsets[next_row] if next_row < len(lines) else None]
-        found.append(Found(address, chunk.strip()))
+        chunk = chunks.get((row, next_row))
+        if chunk is None:
+            chunk = notice[offsets[row] : offsets[next_row] if next_row < len(lines) else None]
+            chunk = chunks[row, next_row] = chunk.strip()
+        found.append(Found(address, chunk))
     return found
+
+
+def _replace_aliases(
+    hits: list[tuple[int, str, int]], originals: list[tuple[int, str]]
+) -> list[tuple[int, str, int]]:
+    """Hits with each "(expanded from: x)" address in place of the alias it was expanded to.
+
+    The alias is the latest hit (in the order found) on the original's row or the two rows
+    above it whose address differs; looked up per row, so many originals cost linear time.
+    """
+    entries: list[tuple[int, str, int] | None] = list(hits)
+    by_row: dict[int, list[int]] = {}
+    for position, hit in enumerate(hits):
+        by_row.setdefault(hit[0], []).append(position)
+    for orow, original in originals:
+        target = original.lower()
+        alias = -1
+        for row in (orow - 2, orow - 1, orow):
+            positions = by_row.get(row, [])
+            while positions and entries[positions[-1]] is None:
+                positions.pop()  # replaced before
+            for position in reversed(positions[-_MAX_ALIAS_SCAN:]):
+                entry = entries[position]
+                if entry is not None and entry[1].lower() != target:
+                    alias = max(alias, position)
+                    break
+        if alias >= 0:
+            entries[alias] = None
+        by_row.setdefault(orow, []).append(len(entries))
+        entries.append((orow, original, 2))
+    return [entry for entry in entries if entry is not None]
 
 
 def _bare_recipients(

@@ -83,7 +83,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
@@ -489,6 +489,11 @@ def _suppression_column(frame: pd.DataFrame) -> str:
 def _read_suppression_file(path: str) -> pd.Series:
     if not os.path.exists(path):
         raise InputError(f"The suppression file {path!r} does not exist; check the path.")
+    if os.path.isdir(path):
+        raise InputError(
+            f"suppress={path!r} is a folder; pass the path of a CSV or text file of addresses "
+            "(one a line), or a list or frame of them."
+        )
     if path.lower().endswith((".csv", ".tsv", ".xlsx", ".xlsm", ".xls", ".parquet", ".pq")):
         from .contacts import load_contacts
 
@@ -496,8 +501,15 @@ def _read_suppression_file(path: str) -> pd.Series:
         return frame[frame.attrs["smtpkit_email_column"]]
     from .contacts import decode_text
 
-    with open(path, "rb") as fh:
-        lines = decode_text(fh.read()).splitlines()
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise InputError(
+            f"The suppression file {path!r} cannot be read ({exc.strerror or exc}); check its "
+            "permissions."
+        ) from None
+    lines = decode_text(data).splitlines()
     return pd.Series(
         [line for line in lines if line.strip() and not line.lstrip().startswith("#")],
         dtype=object,
@@ -520,28 +532,39 @@ def _mx_answers(domains: list[str], resolver: Resolver | None) -> dict[str, MXAn
 # --- the public functions -------------------------------------------------------------------
 
 
-def _resolve_column(frame: pd.DataFrame, column: str | None) -> str:
+def _resolve_column(frame: pd.DataFrame, column: Hashable | None) -> Hashable:
+    """The label of the address column, as it is in ``frame.columns`` (not always a str)."""
     if column is None:
         column = frame.attrs.get("smtpkit_email_column", "email")
-    if column not in frame.columns:
+    try:
+        present = column in frame.columns
+    except TypeError:  # an unhashable value such as a list
+        present = False
+    if not present:
         names = ", ".join(repr(c) for c in frame.columns) or "none"
         raise MissingColumnError(
             f"The frame has no column {column!r}; its columns are {names}. "
             f"Pass column='...' with the one that holds the email addresses."
+        )
+    if isinstance(frame.columns, pd.MultiIndex) and not isinstance(column, tuple):
+        raise InputError(
+            f"The frame's columns have {frame.columns.nlevels} levels, so {column!r} names a "
+            f"group of columns; pass the whole label of the address column as a tuple, such as "
+            f"column={frame.columns[0]!r}."
         )
     if not isinstance(frame[column], pd.Series):
         raise InputError(
             f"The frame has more than one column named {column!r}; rename them so that the "
             "address column is unique."
         )
-    return str(column)
+    return cast(Hashable, column)
 
 
 def clean(
     frame: pd.DataFrame,
     /,
     *,
-    column: str | None = None,
+    column: Hashable | None = None,
     dedupe: bool = True,
     check_mx: bool = False,
     resolver: Resolver | None = None,
@@ -571,8 +594,21 @@ def clean(
     if not isinstance(frame, pd.DataFrame):
         hint = " Use series.to_frame('email')." if isinstance(frame, pd.Series) else ""
         raise InputError(f"clean() takes a pandas DataFrame, not {type(frame).__name__}.{hint}")
+    for option, value in (("dedupe", dedupe), ("check_mx", check_mx),
+                          ("allow_smtputf8", allow_smtputf8)):
+        if not isinstance(value, bool | np.bool_):
+            raise ConfigError(f"{option}= must be True or False, not {value!r}.")
     if resolver is not None and not check_mx:
         raise ConfigError("resolver= is only used to look up MX records; pass check_mx=True too.")
+    if resolver is not None:
+        from .dns import Resolver
+
+        if not isinstance(resolver, Resolver):
+            raise ConfigError(
+                f"resolver= must be a smtpkit.dns.Resolver, not {type(resolver).__name__} "
+                f"({_short(resolver)}); to ask particular name servers, pass "
+                "resolver=Resolver(backend=DNSPythonBackend(nameservers=[...])) from smtpkit.dns."
+            )
     column = _resolve_column(frame, column)
     keys = _suppression_keys(suppress) if suppress is not None else None
 

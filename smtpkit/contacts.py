@@ -30,6 +30,8 @@ import csv
 import io
 import os
 import re
+import warnings
+from collections.abc import Hashable
 from typing import IO, Any
 
 import pandas as pd
@@ -59,6 +61,8 @@ _EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 _SNIFF_BYTES = 64 * 1024
+_ADDRESS_LIKE = re.compile(r"[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+")
+_TOO_MANY_FIELDS = re.compile(r"Expected \d+ fields in line \d+, saw \d+")
 
 
 def decode_text(data: bytes, /) -> str:
@@ -98,13 +102,15 @@ def _squash(name: object) -> str:
     return re.sub(r"[\s_\-.:]+", "", str(name)).lower()
 
 
-def find_email_column(frame: pd.DataFrame, /) -> str:
-    """The name of the column that holds the addresses (see the module docstring).
+def find_email_column(frame: pd.DataFrame, /) -> Hashable:
+    """The label of the column that holds the addresses (see the module docstring).
 
+    Labels need not be strings (an Excel sheet without a header row has 0, 1, 2 ...): the label
+    is returned as it is in ``frame.columns``, so that ``frame[label]`` finds it.
     Raises MissingColumnError when there is none and InputError when it is ambiguous; both list
     the columns.
     """
-    columns = [str(c) for c in frame.columns]
+    columns = list(frame.columns)
     listed = ", ".join(repr(c) for c in columns) or "no columns at all"
     by_name = [c for c in columns if _squash(c) in ADDRESS_COLUMN_NAMES]
     if len(by_name) > 1:
@@ -117,9 +123,9 @@ def find_email_column(frame: pd.DataFrame, /) -> str:
         )
     if by_name:
         return by_name[0]
-    by_content: list[str] = []
-    for name in columns:
-        sample = frame[name].head(1000)
+    by_content: list[Hashable] = []
+    for position, name in enumerate(columns):
+        sample = frame.iloc[:1000, position]
         texts = [v for v in sample if isinstance(v, str) and v.strip()]
         if texts and sum("@" in v for v in texts) >= 0.5 * len(texts):
             by_content.append(name)
@@ -176,26 +182,78 @@ def _read_csv(text: str, name: str) -> pd.DataFrame:
     except csv.Error:
         delimiter = ","
     try:
-        return pd.read_csv(
-            io.StringIO(text),
-            sep=delimiter,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[],
-            skip_blank_lines=True,
-            engine="c",
-        )
+        try:
+            return _parse_csv(text, delimiter)
+        except _LongerRows:
+            # Some row has more fields than the header. Empty extra fields (a trailing
+            # delimiter on data rows) lose nothing: read only the header's columns. Otherwise
+            # say which line; guessing which of its values belongs to which column would shift it.
+            width = _check_extra_fields(text, delimiter, name)
+            return _parse_csv(text, delimiter, usecols=range(width))
+    except InputError:
+        raise
     except pd.errors.EmptyDataError:
         raise InputError(f"{name} is empty: a contact file needs a header row.") from None
     except (pd.errors.ParserError, ValueError) as exc:
         raise InputError(f"{name} is not a readable CSV file ({exc}).") from None
 
 
+class _LongerRows(Exception):
+    """pandas met a data row with more fields than the header."""
+
+
+def _parse_csv(text: str, delimiter: str, *, usecols: range | None = None) -> pd.DataFrame:
+    """The CSV text as a frame of strings; raises _LongerRows when a row is longer than the header.
+
+    index_col=False: without it pandas takes a first data row longer than the header for an
+    index column plus data, and moves every value one column to the right (a trailing comma).
+    """
+    options: dict[str, Any] = {
+        "sep": delimiter, "dtype": str, "keep_default_na": False, "na_values": [],
+        "skip_blank_lines": True, "index_col": False, "engine": "c",
+    }
+    if usecols is not None:  # longer rows were checked: their extra fields are empty
+        return pd.read_csv(io.StringIO(text), usecols=usecols, **options)
+    with warnings.catch_warnings():
+        # pandas only warns ("loss of data with index_col=False") when it drops extra fields
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return pd.read_csv(io.StringIO(text), **options)
+        except pd.errors.ParserWarning:
+            raise _LongerRows from None
+        except pd.errors.ParserError as exc:
+            if _TOO_MANY_FIELDS.search(str(exc)):
+                raise _LongerRows from None
+            raise
+
+
+def _check_extra_fields(text: str, delimiter: str, name: str) -> int:
+    """The header's width, after checking that no row has a value beyond it."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    width = None
+    first_line = 1
+    for row in reader:
+        line, first_line = first_line, reader.line_num + 1
+        if not row or (len(row) == 1 and not row[0]):
+            continue  # a blank line (pandas skips these too)
+        if width is None:
+            width = len(row)
+            continue
+        if len(row) > width and any(value.strip() for value in row[width:]):
+            raise InputError(
+                f"Line {line} of {name} has {len(row)} fields but the header has {width}, so "
+                f"its values cannot be matched to the columns. Remove the extra values, quote "
+                f"values that contain {delimiter!r}, or add the missing column names to the "
+                "header, then load the file again."
+            )
+    return width or 0
+
+
 def load_contacts(
     path_or_buffer: str | os.PathLike[str] | bytes | IO[Any],
     /,
     *,
-    column: str | None = None,
+    column: Hashable | None = None,
 ) -> pd.DataFrame:
     """Read a CSV, Excel or Parquet contact list; see the module docstring for the rules.
 
@@ -221,6 +279,8 @@ def load_contacts(
         frame = _read_excel(data, name)
     else:
         frame = _read_csv(decode_text(data), name)
+    if kind != "parquet":
+        _check_header_row(frame, name)
     if column is not None and column not in frame.columns:
         listed = ", ".join(repr(str(c)) for c in frame.columns)
         raise MissingColumnError(
@@ -232,6 +292,19 @@ def load_contacts(
         frame.insert(0, SOURCE_ROW, range(1, len(frame) + 1))
     frame.attrs["smtpkit_email_column"] = email_column
     return frame
+
+
+def _check_header_row(frame: pd.DataFrame, name: str) -> None:
+    """Refuse a file whose first row is a contact, not column names (it would be lost)."""
+    for label in frame.columns:
+        text = str(label).strip()
+        # pandas makes a repeated name unique with ".1", ".2": still an address
+        if _ADDRESS_LIKE.fullmatch(text):
+            raise InputError(
+                f"The first row of {name} holds {text!r}, an email address, where the column "
+                "names belong: the file seems to have no header row. Add a first row with "
+                "column names (such as email,name) and load it again."
+            )
 
 
 def _read_excel(data: bytes, name: str) -> pd.DataFrame:

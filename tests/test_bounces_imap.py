@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from smtpkit.errors import ConfigError
 
 DATA = Path(__file__).parent / "data" / "bounces"
 USER, PASSWORD = "bounces", "imap-Secret-42"
+# IMAP LOGIN is ASCII-only: this one needs AUTHENTICATE PLAIN, whose SASL string is UTF-8
+UTF8_USER, UTF8_PASSWORD = "bounces-utf8", "pässwörd-ß3cret-€"
 DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot")
                                       else None)
 START_TIMEOUT = 15.0
@@ -94,6 +97,19 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
 
 @pytest.fixture(scope="module")
 def dovecot() -> Iterator[Dovecot]:
+    with _running_dovecot("plain login") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dovecot_login_only() -> Iterator[Dovecot]:
+    """A Dovecot that offers only the LOGIN mechanism (no AUTH=PLAIN)."""
+    with _running_dovecot("login") as server:
+        yield server
+
+
+@contextmanager
+def _running_dovecot(mechanisms: str) -> Iterator[Dovecot]:
     require_component("dovecot", DOVECOT is not None, "apt-get install dovecot-imapd")
     require_component("openssl", shutil.which("openssl") is not None, "apt-get install openssl")
     assert DOVECOT is not None
@@ -107,7 +123,10 @@ def dovecot() -> Iterator[Dovecot]:
     for path in (mail, home):
         path.mkdir()
         os.chown(path, uid, gid)
-    (folder / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
+    (folder / "users").write_text(
+        f"{USER}:{{PLAIN}}{PASSWORD}::::::\n{UTF8_USER}:{{PLAIN}}{UTF8_PASSWORD}::::::\n",
+        encoding="utf-8",
+    )
     tls_port, starttls_port = _free_port(), _free_port()
     log = folder / "dovecot.log"
     config = folder / "dovecot.conf"
@@ -126,7 +145,7 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 mail_location = maildir:{mail}/%u
 passdb {{
   driver = passwd-file
@@ -252,3 +271,68 @@ def test_imap_source_validates_its_options(options: dict[str, object], message: 
     values.update(options)
     with pytest.raises(ConfigError, match=message):
         IMAPSource(**values)  # type: ignore[arg-type]
+
+
+# --- non-ASCII credentials --------------------------------------------------------------------
+
+
+def _append_as_utf8_user(server: Dovecot, *names: str) -> None:
+    context = ssl.create_default_context(cafile=server.cert)
+    conn = imaplib.IMAP4_SSL("127.0.0.1", server.tls_port, ssl_context=context, timeout=10)
+    try:
+        response = f"\0{UTF8_USER}\0{UTF8_PASSWORD}".encode()
+        conn.authenticate("PLAIN", lambda _challenge: response)
+        for name in names:
+            typ, _ = conn.append("INBOX", None, None, (DATA / name).read_bytes())
+            assert typ == "OK"
+    finally:
+        conn.logout()
+
+
+def _assert_secret_not_in(error: BaseException, secret: str) -> None:
+    """Neither the error nor any exception chained to it shows or holds the secret."""
+    seen: BaseException | None = error
+    while seen is not None:
+        assert not isinstance(seen, UnicodeError), f"a raw {type(seen).__name__} is chained"
+        for text in (str(seen), repr(seen), repr(seen.args), repr(vars(seen))):
+            assert secret not in text
+        seen = seen.__cause__ or seen.__context__
+
+
+def test_imap_non_ascii_password_logs_in_with_authenticate_plain(dovecot: Dovecot) -> None:
+    _append_as_utf8_user(dovecot, "gmail_user_unknown.eml")
+    for port, tls in ((dovecot.tls_port, "implicit"), (dovecot.starttls_port, "starttls")):
+        source = IMAPSource("127.0.0.1", port, UTF8_USER, UTF8_PASSWORD, tls=tls,  # type: ignore[arg-type]
+                            ca_file=dovecot.cert)
+        frame = read_bounces(source)
+        assert frame["recipient"].tolist() == ["nosuchperson@gmail.com"], tls
+        assert read_bounces(source).empty
+
+
+def test_imap_wrong_non_ascii_password_is_refused_without_the_password(dovecot: Dovecot) -> None:
+    secret = "wrong-pässwort-Ω9"
+    source = IMAPSource("127.0.0.1", dovecot.tls_port, UTF8_USER, secret, ca_file=dovecot.cert)
+    with pytest.raises(ConfigError, match=r"refused the login of user 'bounces-utf8'") as info:
+        read_bounces(source)
+    _assert_secret_not_in(info.value, secret)
+
+
+def test_imap_password_that_cannot_be_encoded_is_a_clear_error(dovecot: Dovecot) -> None:
+    secret = "s3cret-\udcff-pw"  # an unpaired surrogate, as os.fsdecode makes of a stray byte
+    source = IMAPSource("127.0.0.1", dovecot.tls_port, USER, secret, ca_file=dovecot.cert)
+    with pytest.raises(ConfigError, match=r"holds a character that cannot be sent") as info:
+        read_bounces(source)
+    _assert_secret_not_in(info.value, secret)
+
+
+def test_imap_non_ascii_password_needs_auth_plain(dovecot_login_only: Dovecot) -> None:
+    # (Dovecot serves the IMAP LOGIN command through its PLAIN mechanism, so here nobody can log
+    # in; what matters is that the client sees no AUTH=PLAIN and says so before sending anything)
+    server = dovecot_login_only
+    source = IMAPSource("127.0.0.1", server.tls_port, UTF8_USER, UTF8_PASSWORD,
+                        ca_file=server.cert)
+    with pytest.raises(ConfigError, match=r"non-ASCII characters, which IMAP LOGIN cannot carry,"
+                                          r" and the server .* does not offer AUTHENTICATE PLAIN"
+                       ) as info:
+        read_bounces(source)
+    _assert_secret_not_in(info.value, UTF8_PASSWORD)

@@ -567,3 +567,68 @@ def test_repeated_index_labels_and_multiindex() -> None:
     assert out["duplicate_of"].tolist() == [pd.NA, 5, pd.NA]
     multi = frame.set_axis(pd.MultiIndex.from_tuples([("a", 1), ("b", 2), ("c", 3)]))
     assert clean(multi)["duplicate_of"].tolist() == [None, ("a", 1), None]
+
+
+# --- odd arguments: they work, or a clear error says what to do ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "column"),
+    [
+        pytest.param(pd.DataFrame({0: ["Ann@Example.com"], 1: ["x"]}), 0, id="int-label"),
+        pytest.param(pd.DataFrame({2024: ["Ann@Example.com"]}), 2024, id="year-label"),
+        pytest.param(pd.DataFrame([["Ann@Example.com", 1]], columns=pd.MultiIndex.from_tuples(
+            [("email", ""), ("n", "")])), ("email", ""), id="tuple-label"),
+    ],
+)
+def test_non_string_column_labels_work(frame: pd.DataFrame, column: Any) -> None:
+    out = clean(frame, column=column)
+    assert out["email_normalized"].tolist() == ["Ann@example.com"]
+    assert out["sendable"].tolist() == [True]
+    assert out.attrs["smtpkit_email_column"] == column
+    assert out[column].tolist() == ["Ann@Example.com"], "the input column is kept as it was"
+    labelled = frame.copy()
+    labelled.attrs["smtpkit_email_column"] = column  # as load_contacts leaves it
+    assert clean(labelled)["valid"].tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        pytest.param({"column": "email", "frame": pd.DataFrame([["a@x.com"]], columns=pd.MultiIndex
+                      .from_tuples([("email", "")]))}, InputError,
+                     "The frame's columns have 2 levels, so 'email' names a group of columns; "
+                     "pass the whole label of the address column as a tuple, such as "
+                     "column=('email', '').", id="multiindex-needs-a-tuple"),
+        pytest.param({"column": ["email"]}, MissingColumnError,
+                     "The frame has no column ['email']; its columns are 'email'. Pass "
+                     "column='...' with the one that holds the email addresses.",
+                     id="unhashable-column"),
+        pytest.param({"check_mx": True, "resolver": "8.8.8.8"}, ConfigError,
+                     "resolver= must be a smtpkit.dns.Resolver, not str ('8.8.8.8'); to ask "
+                     "particular name servers, pass resolver=Resolver(backend=DNSPythonBackend("
+                     "nameservers=[...])) from smtpkit.dns.", id="resolver-as-a-string"),
+        pytest.param({"dedupe": "no"}, ConfigError, "dedupe= must be True or False, not 'no'.",
+                     id="dedupe-as-a-string"),
+        pytest.param({"check_mx": "yes"}, ConfigError,
+                     "check_mx= must be True or False, not 'yes'.", id="check-mx-as-a-string"),
+        pytest.param({"allow_smtputf8": None}, ConfigError,
+                     "allow_smtputf8= must be True or False, not None.", id="smtputf8-none"),
+    ],
+)
+def test_odd_arguments_raise_a_sentence(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    frame = options.pop("frame", pd.DataFrame({"email": ["a@x.com"]}))
+    with pytest.raises(error) as info:
+        clean(frame, **options)
+    assert str(info.value) == message
+
+
+def test_suppress_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as info:
+        clean(FRAME, suppress=tmp_path)
+    assert str(info.value) == (
+        f"suppress={str(tmp_path)!r} is a folder; pass the path of a CSV or text file of "
+        "addresses (one a line), or a list or frame of them."
+    )

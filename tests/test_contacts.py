@@ -197,3 +197,81 @@ def test_repository_sample_file_loads() -> None:
     frame = load_contacts(path)
     assert frame.attrs["smtpkit_email_column"] == "email"
     assert clean(frame)["reason"].notna().all()
+
+
+# --- rows longer than the header, and headers that are not names --------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("email,name\nann@example.com,Ann,\nbob@example.com,Bob,\n",
+                     id="trailing-comma-on-every-row"),
+        pytest.param("email,name\nann@example.com,Ann,\nbob@example.com,Bob\n",
+                     id="trailing-comma-on-the-first-row"),
+        pytest.param("email,name\nann@example.com,Ann\nbob@example.com,Bob,,\n",
+                     id="trailing-commas-on-a-later-row"),
+        pytest.param('email;name\nann@example.com;Ann;""\n\nbob@example.com;Bob; \n',
+                     id="semicolons-empty-quoted-and-blank-extras"),
+    ],
+)
+def test_empty_fields_beyond_the_header_do_not_shift_the_rows(text: str) -> None:
+    frame = load_contacts(io.StringIO(text))
+    assert list(frame.columns) == ["source_row", "email", "name"]
+    assert frame["email"].tolist() == ["ann@example.com", "bob@example.com"]
+    assert frame["name"].tolist() == ["Ann", "Bob"]
+    assert frame["source_row"].tolist() == [1, 2]
+    assert clean(frame)["reason"].tolist() == ["ok", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fields"),
+    [
+        pytest.param("email,name\nann@example.com,Ann,VIP\nbob@example.com,Bob\n", 2, 3,
+                     id="first-row"),
+        pytest.param("email,name\nann@example.com,Ann\nbob@example.com,Bob,,VIP\n", 3, 4,
+                     id="later-row"),
+        pytest.param('email,name\nann@example.com,Ann\n\n"bob@example.com","Bob\nBobby",x\n',
+                     4, 3, id="after-a-blank-line-in-a-quoted-multiline-row"),
+    ],
+)
+def test_values_beyond_the_header_name_the_line(
+    tmp_path: Path, text: str, line: int, fields: int
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_contacts(path)
+    assert str(info.value) == (
+        f"Line {line} of {path} has {fields} fields but the header has 2, so its values "
+        "cannot be matched to the columns. Remove the extra values, quote values that contain "
+        "',', or add the missing column names to the header, then load the file again."
+    )
+
+
+def test_excel_without_a_header_row_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("openpyxl")
+    path = tmp_path / "noheader.xlsx"
+    pd.DataFrame([[1, "ann@example.com"], [2, "bob@example.com"]]).to_excel(
+        path, index=False, header=False
+    )
+    with pytest.raises(InputError) as info:
+        load_contacts(path)
+    assert str(info.value) == (
+        f"The first row of {path} holds 'ann@example.com', an email address, where the column "
+        "names belong: the file seems to have no header row. Add a first row with column names "
+        "(such as email,name) and load it again."
+    )
+    with pytest.raises(InputError, match="seems to have no header row"):
+        load_contacts(io.StringIO("ann@example.com,Ann\nbob@example.com,Bob\n"))
+
+
+def test_numeric_header_cells_are_column_labels_that_work(tmp_path: Path) -> None:
+    pytest.importorskip("openpyxl")
+    path = tmp_path / "numbers.xlsx"
+    pd.DataFrame({2024: ["ann@example.com", "x"], "note": ["a", "b"]}).to_excel(path, index=False)
+    frame = load_contacts(path)
+    assert frame.attrs["smtpkit_email_column"] == 2024
+    assert clean(frame)["reason"].tolist() == ["ok", "no_at_sign"]
+    assert find_email_column(pd.DataFrame({0: ["Ann"], 1: ["ann@example.com"]})) == 1
+    assert load_contacts(path, column=2024)["note"].tolist() == ["a", "b"]
