@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -154,6 +154,7 @@ class CampaignLog:
         self._file = _InflightFile(self._inflight)
         self._done: asyncio.Future[None] | None = None  # one completed future, reused
         self._ops: list[tuple[str, tuple[Any, ...]]] = []
+        self._rows: list[tuple[Any, ...]] = []  # attempt rows (the bulk of the writes)
         self._waiters: list[asyncio.Future[None]] = []
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._closed = False
@@ -299,7 +300,7 @@ class CampaignLog:
         if failure is not None:
             raise failure
         self._ops.append((sql, params))
-        if len(self._ops) >= _MAX_QUEUED:
+        if len(self._ops) + len(self._rows) >= _MAX_QUEUED:
             self.flush()
         elif self._handle is None:
             self._handle = asyncio.get_running_loop().call_later(
@@ -312,6 +313,7 @@ class CampaignLog:
             self._handle.cancel()
             self._handle = None
         ops, self._ops = self._ops, []
+        rows, self._rows = self._rows, []
         waiters, self._waiters = self._waiters, []
         sync, self._sync_wanted = self._sync_wanted, False
         if sync and self._writer.failure is None:
@@ -322,7 +324,7 @@ class CampaignLog:
                     f"Syncing the in-flight file {self._inflight!r} failed ({exc}); the "
                     "campaign stopped. Fix the disk, then run the same send again to resume."
                 )
-        error = self._writer.write(ops)
+        error = self._writer.write(ops, rows)
         for waiter in waiters:
             if waiter.done():
                 continue
@@ -406,25 +408,41 @@ class CampaignLog:
         written against the first version of this class and not needed: the journal derives
         them from the attempts (a bounce or complaint comes from ``record_bounces``).
         """
-        writer = self._writer
-        if writer.failure is not None:
-            raise writer.failure
-        ops = self._ops
-        ops.append((_PUT_ATTEMPT, (
+        self.attempt(rec, attempt, status, reason, code, enhanced, message, started_at,
+                     finished_at, latency_ms, server)
+
+    def attempt(self, rec: RecipientRecord, attempt: int, status: str, reason: str | None,
+                code: int | None, enhanced: str | None, message: str | None,
+                started_at: float, finished_at: float, latency_ms: float | None,
+                server: str | None) -> None:
+        """``outcome`` with positional arguments (the engine calls it once per attempt)."""
+        if self._writer.failure is not None:
+            raise self._writer.failure
+        rows = self._rows
+        rows.append((
             self.campaign, rec.position, attempt, status, reason, code, enhanced, message,
             started_at, finished_at, latency_ms, rec.message_id, server, rec.segment,
             rec.recipient, rec.rkey, rec.token, rec.envelope_sender, rec.row_label,
-        )))
-        if len(ops) >= _MAX_QUEUED:
+        ))
+        if len(rows) + len(self._ops) >= _MAX_QUEUED:
             self.flush()
         elif self._handle is None:
             self._handle = asyncio.get_running_loop().call_later(
                 _LAZY_COMMIT_SECONDS, self.flush
             )
-        self._unsettled.discard((rec.position, attempt))
+        if self._unsettled:
+            self._unsettled.discard((rec.position, attempt))
         if self._settled and rec.position in self._settled:
             self._settled.discard(rec.position)
             self._ops.append((_DROP_SETTLED, (self.campaign, rec.position)))
+
+    def recent_attempts(self, since: float) -> list[tuple[float, str | None]]:
+        """(started_at, recipient) of this campaign's attempts that started at ``since`` (POSIX
+        seconds) or later, earlier runs included: what an hourly cap must count."""
+        self.flush()
+        return [(float(t), r) for t, r in self._writer.conn.execute(
+            "SELECT started_at, recipient FROM attempts WHERE campaign = ? AND started_at >= ? "
+            "ORDER BY started_at", (self.campaign, since))]
 
     # -- closing -------------------------------------------------------------------------
     def finish(self, state: str) -> None:
@@ -471,11 +489,13 @@ class _Committer:
         self.commits = 0
         self._heartbeat = time.time()
 
-    def write(self, ops: list[tuple[str, tuple[Any, ...]]]) -> JournalError | None:
-        """Commit ``ops`` in one transaction; the error, if any (then and ever after)."""
-        if self.failure is None and ops:
+    def write(self, ops: list[tuple[str, tuple[Any, ...]]],
+              rows: Sequence[tuple[Any, ...]] = ()) -> JournalError | None:
+        """Commit ``ops`` and the attempt ``rows`` in one transaction; the error, if any (then
+        and ever after)."""
+        if self.failure is None and (ops or rows):
             try:
-                self._commit(ops)
+                self._commit(ops, rows)
             except sqlite3.Error as exc:
                 self.failure = JournalError(
                     f"Writing the journal {self.path!r} failed ({exc}); the campaign stopped. "
@@ -483,7 +503,8 @@ class _Committer:
                 )
         return self.failure
 
-    def _commit(self, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _commit(self, ops: list[tuple[str, tuple[Any, ...]]],
+                rows: Sequence[tuple[Any, ...]]) -> None:
         conn = self.conn
         now = time.time()
         # One executemany per statement. Each statement writes one table and keeps its order;
@@ -493,8 +514,10 @@ class _Committer:
             grouped.setdefault(sql, []).append(params)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in grouped.items():
-                conn.executemany(sql, rows)
+            if rows:
+                conn.executemany(_PUT_ATTEMPT, rows)
+            for sql, params_list in grouped.items():
+                conn.executemany(sql, params_list)
             if now - self._heartbeat > _HEARTBEAT_SECONDS:
                 conn.execute(
                     "UPDATE campaigns SET heartbeat = ?, updated_at = ? WHERE campaign = ?",
@@ -612,6 +635,15 @@ class NullLog:
                 server: str | None, first_attempt_at: float | None = None,
                 final_status: str | None = None, final_reason: str | None = None) -> None:
         return None
+
+    def attempt(self, rec: RecipientRecord, attempt: int, status: str, reason: str | None,
+                code: int | None, enhanced: str | None, message: str | None,
+                started_at: float, finished_at: float, latency_ms: float | None,
+                server: str | None) -> None:
+        return None
+
+    def recent_attempts(self, since: float) -> list[tuple[float, str | None]]:
+        return []
 
     def finish(self, state: str) -> None:
         return None

@@ -12,27 +12,39 @@ Rows are decided with vectorized pandas operations before anything is sent:
   ``suppressed``.
 
 The fingerprint of the rows to send (before suppression, which may change between runs) is
-what a resumed campaign must match. Rendering is lazy: :func:`render_items` yields one
-:class:`~smtpkit._send_sched.Item` at a time, so only the messages in flight are in memory.
+what a resumed campaign must match. Rendering is lazy: :class:`RowSource` renders one
+:class:`~smtpkit._send_sched.Item` at a time when the scheduler takes it (and lets it pass over
+rows of a domain that is held back, rendering them later), so only the messages about to go
+are in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._send_results import release_memory
 from ._send_sched import Item
 from .compose import RowError, Template, make_message_id, render_message
 from .errors import ConfigError, InputError, MissingColumnError
 from .journal import RecipientRecord, _label_text, fingerprint, recipient_token
 from .segment import address_column, group_positions
 
-__all__ = ["Plan", "Verp", "plan_rows", "record_for", "render_items", "templates_by_segment"]
+__all__ = [
+    "Plan",
+    "RowSource",
+    "Verp",
+    "plan_rows",
+    "recipient_domain",
+    "record_for",
+    "render_items",
+    "templates_by_segment",
+]
 
 _PLAUSIBLE = r"[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f.]+(?:\.[^@\x00-\x20\x7f.]+)+"
 _VERP_LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}")
@@ -76,15 +88,15 @@ class Verp:
 class Plan:
     """What a send will do with each row (arrays indexed by row position).
 
-    Addresses stay in Arrow string arrays (compact); :meth:`values` gives Python strings for
-    the positions at hand, so a plan of any size holds no Python string per row.
+    Addresses stay in an Arrow string array (compact); :meth:`values` gives Python strings
+    for the positions at hand, and :meth:`keys_at` their lower-case keys, so a plan of any size
+    holds no Python string per row.
     """
 
     rows: int
     addresses: Any  # stripped addresses, NA when missing (pandas string array)
-    keys: Any  # case-folded addresses, NA when missing
-    skip_status: np.ndarray  # None (send), "skipped" or "failed"
-    skip_reason: np.ndarray
+    skip_status: Any  # NA (send) or "skipped" (a Categorical: a byte per row)
+    skip_reason: Any  # NA or why it is skipped (a Categorical)
     order: np.ndarray  # positions of the rows to send, in sending order
     segments: np.ndarray | None  # segment name per row
     identity: str
@@ -94,6 +106,12 @@ class Plan:
     def values(array: Any, positions: np.ndarray, /) -> list[str | None]:
         """Python values of ``array`` at ``positions`` (None where missing)."""
         return [None if v is pd.NA or v is None else v for v in array.take(positions).tolist()]
+
+    def keys_at(self, positions: np.ndarray, /) -> list[str | None]:
+        """The lower-case addresses (the keys duplicates and the journal go by) at
+        ``positions``; the same Arrow kernel as planning used, a few rows at a time."""
+        lowered = pd.Series(self.addresses.take(positions), copy=False).str.lower()
+        return [None if v is pd.NA or v is None else v for v in lowered.tolist()]
 
 
 def plan_rows(
@@ -159,8 +177,10 @@ def plan_rows(
             skip_status[order[hit]] = "skipped"
             skip_reason[order[hit]] = "suppressed"
             order = order[~hit]
-    return Plan(rows, addresses, keys, skip_status, skip_reason, order, segments, identity,
-                to_send)
+    del keys, keys_series
+    release_memory()  # the sorting and matching above are done with: keep the peak low
+    return Plan(rows, addresses, pd.Categorical(skip_status), pd.Categorical(skip_reason), order,
+                segments, identity, to_send)
 
 
 def _repeats(keys: Any, eligible: np.ndarray) -> np.ndarray:
@@ -253,6 +273,154 @@ def record_for(
     )
 
 
+class RowSource:
+    """The rows at ``positions``, in order, rendered one at a time when the scheduler asks.
+
+    The scheduler looks at the next row's recipient domain first (:meth:`peek`) and then
+    either renders it (:meth:`take`) or sets it aside unrendered (:meth:`skip` gives its
+    position), to render later with :meth:`render` — so a row waiting for a domain that is
+    being held back costs a position, not a rendered message. A row that cannot be rendered
+    goes to ``on_row_error`` (it becomes ``failed``) instead of becoming an Item.
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        plan: Plan,
+        positions: np.ndarray,
+        *,
+        template_of: Callable[[int], Template],
+        columns: list[str],
+        campaign: str,
+        verp: Verp,
+        attempts: np.ndarray,
+        on_row_error: Callable[[RecipientRecord, RowError], None],
+    ) -> None:
+        self._frame = frame
+        self._plan = plan
+        self._positions = positions
+        self._template_of = template_of
+        self._columns = columns
+        self._campaign = campaign
+        self._verp = verp
+        self._attempts = attempts
+        self._on_row_error = on_row_error
+        self._series = [frame[c] for c in columns]
+        self._idna: dict[str, str] = {}
+        self._start = 0  # where the next chunk of ``positions`` begins
+        self._i = 0  # the next row within the current chunk
+        self._n = 0
+        self._chunk: list[int] = []
+        self._rows: list[tuple[Any, ...]] = []
+        self._tries: list[int] = []
+        self._addresses: list[str | None] = []
+        self._keys: list[str | None] = []
+        self._domains: list[str] = []
+        self._labels: list[Any] = []
+
+    def _load(self) -> bool:
+        positions = self._positions
+        if self._start >= len(positions):
+            return False
+        chunk = positions[self._start : self._start + _CHUNK]
+        self._start += len(chunk)
+        self._chunk = chunk.tolist()
+        self._rows = list(zip(*(series.iloc[chunk].tolist() for series in self._series),
+                              strict=True)) if self._series else [()] * len(chunk)
+        self._addresses = Plan.values(self._plan.addresses, chunk)
+        self._keys = self._plan.keys_at(chunk)
+        self._domains = [self._domain_of(k) for k in self._keys]
+        self._labels = self._frame.index.take(chunk).tolist()
+        self._tries = self._attempts[chunk].tolist()
+        self._i, self._n = 0, len(chunk)
+        return True
+
+    def _domain_of(self, key: str | None) -> str:
+        """The recipient domain as the rendered message will have it (IDNA, lower case)."""
+        domain = key.rpartition("@")[2] if key else ""
+        if domain.isascii():
+            return domain
+        found = self._idna.get(domain)
+        if found is None:
+            found = self._idna[domain] = recipient_domain(key)
+        return found
+
+    def peek(self) -> str | None:
+        """The recipient domain of the next row; None when every row was taken."""
+        if self._i >= self._n and not self._load():
+            return None
+        return self._domains[self._i]
+
+    def skip(self) -> int:
+        """Pass over the next row without rendering it; its position (call after ``peek``)."""
+        position = self._chunk[self._i]
+        self._i += 1
+        return position
+
+    def take(self) -> Item | None:
+        """Render the next row (call after ``peek``); None when it cannot be rendered."""
+        i = self._i
+        self._i = i + 1
+        position = self._chunk[i]
+        address = self._addresses[i]
+        key = self._keys[i]
+        template = self._template_of(position)
+        campaign = self._campaign
+        token = recipient_token(campaign, key)  # type: ignore[arg-type]
+        segments = self._plan.segments
+        rec = RecipientRecord(
+            position, _label_text(self._labels[i]), address, key,
+            token if self._verp.enabled else None, self._verp.sender(template, token),
+            None if segments is None else segments[position],
+            make_message_id(domain=template.domain, key=f"{campaign}/{key}"),
+        )
+        row = dict(zip(self._columns, self._rows[i], strict=True))
+        try:
+            rendered = render_message(row, template, recipient=address, message_id=rec.message_id)
+        except RowError as error:
+            self._on_row_error(rec, error)
+            return None
+        rcpt = rendered.recipient
+        return Item(
+            rec,
+            self._domains[i] if rcpt == address else rcpt.rpartition("@")[2].lower(),
+            rcpt,
+            rec.envelope_sender or template.sender_address,
+            rendered.data,
+            rendered.smtputf8,
+            self._tries[i],
+        )
+
+    def render(self, positions: Sequence[int], /) -> list[Item]:
+        """Render the rows at ``positions`` (rows set aside by ``skip``), in that order."""
+        other = RowSource(
+            self._frame, self._plan, np.asarray(positions, dtype=np.int64),
+            template_of=self._template_of, columns=self._columns, campaign=self._campaign,
+            verp=self._verp, attempts=self._attempts, on_row_error=self._on_row_error,
+        )
+        return list(_iterate(other))
+
+
+def recipient_domain(address: str | None, /) -> str:
+    """The domain of an address as the send engine schedules it: lower case, IDNA A-labels."""
+    domain = address.rpartition("@")[2].lower() if address else ""
+    if domain.isascii():
+        return domain
+    try:
+        import idna
+
+        return idna.encode(domain, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError):
+        return domain
+
+
+def _iterate(source: RowSource) -> Iterator[Item]:
+    while source.peek() is not None:
+        item = source.take()
+        if item is not None:
+            yield item
+
+
 def render_items(
     frame: pd.DataFrame,
     plan: Plan,
@@ -267,33 +435,6 @@ def render_items(
 ) -> Iterator[Item]:
     """Render the rows at ``positions`` lazily, in order; a row that cannot be rendered goes
     to ``on_row_error`` (it becomes ``failed``) instead of being yielded."""
-    index = frame.index
-    for start in range(0, len(positions), _CHUNK):
-        chunk = positions[start : start + _CHUNK]
-        sub = frame.iloc[chunk]
-        values = [sub[c].tolist() for c in columns]
-        addresses = Plan.values(plan.addresses, chunk)
-        keys = Plan.values(plan.keys, chunk)
-        for i, position in enumerate(chunk.tolist()):
-            row: dict[str, Any] = {c: values[j][i] for j, c in enumerate(columns)}
-            template = template_of(position)
-            address = addresses[i]
-            rec = record_for(plan, position, (address, keys[i]),  # type: ignore[arg-type]
-                             label=index[position], template=template, campaign=campaign,
-                             verp=verp)
-            try:
-                rendered = render_message(row, template, recipient=address,
-                                          message_id=rec.message_id)
-            except RowError as error:
-                on_row_error(rec, error)
-                continue
-            rcpt = rendered.recipient
-            yield Item(
-                rec=rec,
-                domain=rcpt.rpartition("@")[2].lower(),
-                recipient=rcpt,
-                sender=rec.envelope_sender or template.sender_address,
-                data=rendered.data,
-                smtputf8=rendered.smtputf8,
-                attempts=int(attempts[position]),
-            )
+    return _iterate(RowSource(frame, plan, positions, template_of=template_of, columns=columns,
+                              campaign=campaign, verp=verp, attempts=attempts,
+                              on_row_error=on_row_error))

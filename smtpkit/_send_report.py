@@ -5,8 +5,9 @@ final status in this run and shows live ``sent / deferred / failed / unknown`` c
 per-segment progress when the campaign has segments. It refreshes at most a few times a
 second, so it costs nothing per message.
 
-When a campaign ends with failures and ``notify=`` is given, :func:`notify_text` is mailed to
-that address: counts per status and the most frequent errors.
+When a campaign ends with failures (or stops early with ``CampaignAborted``) and ``notify=`` is
+given, :func:`notify_text` is mailed to that address: counts per status and the most frequent
+errors.
 """
 
 from __future__ import annotations
@@ -82,12 +83,20 @@ class Progress:
             self._bar = None
 
 
-def notify_text(result: pd.DataFrame, *, campaign: str, journal: str | None) -> str:
-    """The plain-text failure summary of a finished campaign."""
+def notify_text(result: pd.DataFrame, *, campaign: str, journal: str | None,
+                stopped: str | None = None) -> str:
+    """The plain-text failure summary of a campaign; ``stopped`` is why it stopped early
+    (the ``CampaignAborted`` message), if it did."""
     counts = result["status"].value_counts()
-    lines = [f"Campaign {campaign!r} finished with failures.", ""]
+    if stopped is None:
+        lines = [f"Campaign {campaign!r} finished with failures.", ""]
+    else:
+        lines = [f"Campaign {campaign!r} stopped before the end:", "", f"  {stopped}", ""]
     lines += [f"  {status:<10} {int(counts.get(status, 0)):>9,}"
               for status in ("sent", "deferred", "failed", "unknown", "skipped")]
+    untried = int(result["status"].isna().sum())
+    if untried:
+        lines.append(f"  {'not tried':<10} {untried:>9,}")
     lines.append(f"  {'total':<10} {len(result):>9,}")
     bad = result[result["status"].isin(["failed", "deferred", "unknown"])]
     if len(bad):
@@ -104,21 +113,24 @@ def notify_text(result: pd.DataFrame, *, campaign: str, journal: str | None) -> 
             lines.append(f"  {status}, {reason}, {code}: {n:,}")
     lines += [""]
     if journal is not None:
+        again = "to resume" if stopped is not None else "to retry the deferred rows"
         lines.append(
             f"Details: smtpkit.outcomes({journal!r}, {campaign!r}); run the same send again "
-            "to retry the deferred rows."
+            f"{again}."
         )
     return "\n".join(lines) + "\n"
 
 
 def notify_message(
-    text: str, *, sender: str, recipients: Sequence[str], campaign: str, failed: int
+    text: str, *, sender: str, recipients: Sequence[str], campaign: str, failed: int,
+    stopped: bool = False,
 ) -> bytes:
     """The summary as message bytes (a plain stdlib ``EmailMessage``: one message, no hurry)."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(recipients)
-    message["Subject"] = f"smtpkit campaign {campaign}: {failed:,} rows not sent"
+    what = "stopped early, " if stopped else ""
+    message["Subject"] = f"smtpkit campaign {campaign}: {what}{failed:,} rows not sent"
     message["Date"] = formatdate(localtime=False, usegmt=True)
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     message["Auto-Submitted"] = "auto-generated"

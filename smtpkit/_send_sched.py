@@ -5,13 +5,23 @@ provider cannot starve the others. A message leaves its queue when:
 
 * the global pace allows it (a token bucket in messages/s, plus an optional sliding-hour cap),
 * its domain's pace and concurrency allow it (``per_domain`` limits), and
-* its domain is not being slowed down: a throttling reply (421, 451 4.7.x, 452, 454) doubles the
-  domain's extra spacing and halves its concurrency; successes ease both back (adaptive
-  throttling, AIMD-like), so a throttled domain slows down instead of burning its retries.
+* its domain is not being slowed down: a throttling reply (451 4.7.x, 452, 454, a 421 about
+  rates) doubles the domain's extra spacing and halves its concurrency (once per episode);
+  each accepted message raises its rate by ``_RECOVER_RATE`` messages/s and its concurrency by
+  a quarter (AIMD), so a throttled domain slows down instead of burning its retries, and comes
+  back quickly when the server lets it. A 421 that only closes the connection goes again at
+  once on a new one.
 
-Retries wait in a time-ordered heap until their backoff has passed. New messages are pulled
-from the producer (which renders them) only when few are buffered, so a campaign of any size
-holds a bounded number of messages in memory.
+Retries wait in a time-ordered heap until their backoff has passed. New rows are pulled from
+the source (which renders them) only when few messages are buffered, so a campaign of any size
+holds a bounded number of rendered messages in memory.
+
+A domain that is held back (at its concurrency cap, paced, or slowed down after throttling)
+must not hold up the others: its messages may fill the buffer while those of other domains
+wait behind them in the list. So when nothing buffered may go, the scheduler keeps pulling
+rows until one may; and a held-back domain keeps at most ``_KEEP`` rendered messages — its
+further rows are *parked* unrendered (a position each, 8 bytes) and rendered when it can take
+them again, in their original order.
 """
 
 from __future__ import annotations
@@ -23,18 +33,27 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from .journal import RecipientRecord
 
-__all__ = ["Item", "Pace", "Scheduler"]
+__all__ = ["Item", "Pace", "Scheduler", "Source"]
 
 # Extra spacing (seconds) a domain gets on its first throttling reply, and at most.
 _THROTTLE_FIRST = 0.25
 _THROTTLE_MAX = 30.0
-# Multiplier of the extra spacing per accepted message (the ease-back).
-_EASE = 0.7
+# Messages per second the domain's rate grows by per accepted message (the ease-back): the
+# spacing is halved, doubled... by throttling (multiplicative decrease) and its rate raised by
+# this much per success (additive increase), so a domain that waited long after a throttling
+# episode is back near full speed after a few accepted messages, not after as many halvings.
+_RECOVER_RATE = 2.0
+# Rendered messages a held-back domain keeps waiting; its further rows are parked unrendered
+# and rendered this many at a time when it may send again.
+_KEEP = 32
+# Rows looked at per call while searching for one that may go now (bounds one call's work).
+_SEARCH = 20_000
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -86,6 +105,12 @@ class Pace:
                 wait = max(wait, hour[0] + 3600.0 - now)
         return wait
 
+    def seed(self, times: Sequence[float]) -> None:
+        """Count events that happened before (ascending times on this pace's clock) against
+        the hourly cap, such as the attempts of earlier runs of the same campaign."""
+        if self.per_hour is not None and times:
+            self._hour.extendleft(reversed(times))
+
     def take(self, now: float) -> None:
         """Record one event at ``now``."""
         if self.interval:
@@ -94,11 +119,30 @@ class Pace:
             self._hour.append(now)
 
 
+class Source(Protocol):
+    """Where the scheduler gets new messages (``smtpkit._send_plan.RowSource``)."""
+
+    def peek(self) -> str | None:
+        """The recipient domain of the next row, or None when there are no more rows."""
+
+    def take(self) -> Item | None:
+        """Render the next row (None: it cannot be rendered; the source recorded why)."""
+
+    def skip(self) -> int:
+        """Pass over the next row unrendered; its position, for ``render`` later."""
+
+    def render(self, positions: Sequence[int], /) -> list[Item]:
+        """Render rows passed over, in this order."""
+
+
 class _Domain:
-    __slots__ = ("cap", "extra", "inflight", "limit", "next_at", "pace", "queue", "throttled_at")
+    __slots__ = ("cap", "extra", "head", "inflight", "limit", "next_at", "pace", "parked",
+                 "queue", "throttled_at")
 
     def __init__(self, limit: int | None, pace: Pace | None) -> None:
         self.queue: collections.deque[Item] = collections.deque()
+        self.parked = array("q")  # positions of rows set aside unrendered; from ``head`` on
+        self.head = 0
         self.inflight = 0
         self.limit = limit if limit is not None else math.inf
         self.cap: float = self.limit
@@ -107,22 +151,33 @@ class _Domain:
         self.next_at = 0.0
         self.throttled_at = -math.inf
 
+    @property
+    def waiting(self) -> bool:
+        return bool(self.queue) or self.head < len(self.parked)
+
+    def held_back(self, now: float) -> bool:
+        """True when the domain may not take a message now."""
+        return self.inflight >= self.cap or self.next_at > now or (
+            self.pace is not None and self.pace.wait(now) > 0
+        )
+
 
 class Scheduler:
     """Hands out messages to the workers under every limit; see the module docstring.
 
-    ``source`` yields ready items (it renders them); ``limits(domain)`` gives the domain's
+    ``source`` gives the rows to send and renders them; ``limits(domain)`` gives the domain's
     (concurrency, Pace) — called once per domain.
     """
 
     def __init__(
         self,
-        source: Iterator[Item],
+        source: Source,
         *,
         pace: Pace | None,
         limits: Callable[[str], tuple[int | None, Pace | None]],
         buffer: int,
         clock: Callable[[], float] = time.monotonic,
+        history: Sequence[tuple[float, str]] = (),
     ) -> None:
         self._source = source
         self._exhausted = False
@@ -131,26 +186,38 @@ class Scheduler:
         self._buffer = max(1, buffer)
         self._clock = clock
         self._domains: dict[str, _Domain] = {}
-        self._turns: collections.deque[str] = collections.deque()  # domains with queued items
+        # domains with queued or parked items, in turn
+        self._turns: collections.deque[str] = collections.deque()
         self._delayed: list[tuple[float, int, Item]] = []
         self._seq = itertools.count()
-        self._queued = 0
+        self._queued = 0  # rendered items in the domains' queues
+        self._parked = 0  # rows set aside unrendered
         self.inflight = 0
         self._stopped = False
         self._changed = asyncio.Event()
         self._paused_until = 0.0
+        self._refill_soon = False
+        self._failure: BaseException | None = None  # raised by a refill outside a worker
+        # (time on ``clock``, domain) of earlier attempts, for the hourly caps
+        self._history: dict[str, list[float]] = {}
+        for at, domain in history:
+            self._history.setdefault(domain, []).append(at)
+        if pace is not None:
+            pace.seed(sorted(at for at, _ in history))
 
     # -- feeding -------------------------------------------------------------------------
     def _domain(self, name: str) -> _Domain:
         state = self._domains.get(name)
         if state is None:
             limit, pace = self._limits(name)
+            if pace is not None:
+                pace.seed(sorted(self._history.get(name, ())))
             state = self._domains[name] = _Domain(limit, pace)
         return state
 
     def _enqueue(self, item: Item, *, front: bool = False) -> None:
         state = self._domain(item.domain)
-        if not state.queue:
+        if not state.waiting:
             self._turns.append(item.domain)
         if front:
             state.queue.appendleft(item)
@@ -158,16 +225,52 @@ class Scheduler:
             state.queue.append(item)
         self._queued += 1
 
-    def _fill(self) -> None:
+    def _fill(self, now: float, *, until_ready: bool = False) -> None:
+        """Pull rows until ``buffer`` messages wait; with ``until_ready``, also beyond that
+        until one that may go now is buffered (parking rows of held-back domains)."""
         if self._exhausted or self._stopped:
             return
-        while self._queued < self._buffer:
-            try:
-                item = next(self._source)
-            except StopIteration:
+        source = self._source
+        looked = 0
+        while until_ready or self._queued < self._buffer:
+            domain = source.peek()
+            if domain is None:
                 self._exhausted = True
                 return
-            self._enqueue(item)
+            state = self._domain(domain)
+            if state.head < len(state.parked) or (
+                (len(state.queue) >= _KEEP or self._queued >= self._buffer)
+                and state.held_back(now)
+            ):
+                if not state.waiting:
+                    self._turns.append(domain)
+                state.parked.append(source.skip())
+                self._parked += 1
+            else:
+                item = source.take()
+                if item is not None:
+                    self._enqueue(item)
+                    if until_ready and not self._domains[item.domain].held_back(now):
+                        return
+            looked += 1
+            if looked >= _SEARCH:
+                return
+
+    def _unpark(self, state: _Domain) -> None:
+        """Render the next parked rows of a domain that may send again."""
+        while not state.queue and state.head < len(state.parked):
+            start = state.head
+            state.head = min(len(state.parked), start + _KEEP)
+            positions = state.parked[start : state.head]
+            self._parked -= len(positions)
+            if state.head == len(state.parked):
+                state.parked, state.head = array("q"), 0
+            for item in self._source.render(positions):
+                state_of = self._domain(item.domain)
+                if state_of is not state and not state_of.waiting:
+                    self._turns.append(item.domain)
+                state_of.queue.append(item)
+                self._queued += 1
 
     def _release_due(self, now: float) -> None:
         delayed = self._delayed
@@ -180,9 +283,10 @@ class Scheduler:
         """The next item allowed now, or None and how long until something may be."""
         soonest = math.inf
         turns = self._turns
+        domains = self._domains
         for _ in range(len(turns)):
             name = turns[0]
-            state = self._domains[name]
+            state = domains[name]
             if state.inflight >= state.cap:
                 turns.rotate(-1)
                 continue
@@ -193,9 +297,14 @@ class Scheduler:
                 soonest = min(soonest, wait)
                 turns.rotate(-1)
                 continue
+            if not state.queue:
+                self._unpark(state)
+                if not state.queue:  # none of them could be rendered (each recorded as failed)
+                    turns.popleft()
+                    continue
             item = state.queue.popleft()
             self._queued -= 1
-            if state.queue:
+            if state.waiting:
                 turns.rotate(-1)
             else:
                 turns.popleft()
@@ -208,23 +317,35 @@ class Scheduler:
             return item, 0.0
         return None, soonest
 
+    def _next(self, now: float) -> tuple[Item | None, float]:
+        """``_pick``, pulling more rows when nothing buffered may go now."""
+        item, soonest = self._pick(now)
+        if item is None and not self._exhausted and not self._stopped:
+            self._fill(now, until_ready=True)
+            item, soonest = self._pick(now)
+            if item is None and not self._exhausted:
+                soonest = 0.0  # the search stopped early: go on with it soon
+        return item, soonest
+
     async def get(self) -> Item | None:
         """The next message to send, waiting as the limits require; None when all are done."""
         while True:
+            if self._failure is not None:
+                raise self._failure
             if self._stopped:
                 return None
             now = self._clock()
             if self._paused_until > now:
                 await self._sleep(self._paused_until - now)
                 continue
-            self._fill()
+            self._fill(now)
             self._release_due(now)
             if self._pace is not None:
                 wait = self._pace.wait(now)
-                if wait > 0 and (self._queued or self._delayed):
+                if wait > 0 and (self._queued or self._parked or self._delayed):
                     await self._sleep(wait)
                     continue
-            item, soonest = self._pick(now)
+            item, soonest = self._next(now)
             if item is not None:
                 if self._pace is not None:
                     self._pace.take(now)
@@ -234,6 +355,7 @@ class Scheduler:
             if (
                 self._exhausted
                 and not self._queued
+                and not self._parked
                 and not self._delayed
                 and self.inflight == 0
             ):
@@ -242,20 +364,39 @@ class Scheduler:
             await self._sleep(soonest if soonest != math.inf else None)
 
     def try_get(self) -> Item | None:
-        """The next message if one may go right now, else None (never waits)."""
+        """The next message if one may go right now, else None (never waits).
+
+        It takes a message already rendered when there is one, and leaves refilling the
+        buffer for after the caller's write (``call_soon``): rendering is then not between a
+        server's reply and the next message on that connection.
+        """
+        if self._failure is not None:
+            raise self._failure
         if self._stopped:
             return None
         now = self._clock()
         if self._paused_until > now:
             return None
-        self._fill()
+        if self._queued == 0:
+            self._fill(now)
+        elif not self._refill_soon and not self._exhausted and self._queued < self._buffer:
+            self._refill_soon = True
+            asyncio.get_running_loop().call_soon(self._refill)
         self._release_due(now)
         if self._pace is not None and self._pace.wait(now) > 0:
             return None
-        item, _ = self._pick(now)
+        item, _ = self._next(now)
         if item is not None and self._pace is not None:
             self._pace.take(now)
         return item
+
+    def _refill(self) -> None:
+        self._refill_soon = False
+        try:
+            self._fill(self._clock())
+        except BaseException as exc:  # a worker raises it (a loop callback would drop it)
+            self._failure = exc
+            self._wake()
 
     @property
     def stopped(self) -> bool:
@@ -287,8 +428,12 @@ class Scheduler:
         """Ease the domain's adaptive slowdown after an accepted message."""
         state = self._domains.get(domain)
         if state is not None and (state.extra or state.cap < state.limit):
-            state.extra = state.extra * _EASE if state.extra > 0.01 else 0.0
+            state.extra = 1.0 / (1.0 / state.extra + _RECOVER_RATE) if state.extra > 0.01 \
+                else 0.0
             state.cap = min(state.limit, state.cap + 0.25)
+            # the next message need not wait out the spacing set before this success
+            state.next_at = min(state.next_at, self._clock() + state.extra)
+            self._wake()
 
     def throttle(self, item: Item) -> float:
         """Slow ``item``'s domain down and put the item back first in line; returns the new
@@ -305,6 +450,11 @@ class Scheduler:
         self._enqueue(item, front=True)
         self._wake()
         return state.extra
+
+    def requeue(self, item: Item) -> None:
+        """Put ``item`` back first in line, to go again at once (on another connection)."""
+        self._enqueue(item, front=True)
+        self._wake()
 
     def retry(self, item: Item, delay: float) -> None:
         """Send ``item`` again after ``delay`` seconds."""
@@ -323,5 +473,5 @@ class Scheduler:
 
     @property
     def waiting(self) -> int:
-        """Messages buffered or waiting for a retry (not counting those in flight)."""
-        return self._queued + len(self._delayed)
+        """Messages buffered, parked or waiting for a retry (not counting those in flight)."""
+        return self._queued + self._parked + len(self._delayed)

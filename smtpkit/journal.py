@@ -597,10 +597,13 @@ def read_outcomes(
     """The latest outcome of every recorded recipient of ``campaign``, in input order.
 
     Readable from any process at any time, also while the campaign runs (rows not yet tried
-    are absent). The index holds the input frame's row labels. A ``sent`` (or ``unknown``)
-    row whose recipient later hard-bounced or complained (see ``Journal.record_bounces``) shows
-    ``bounced`` / ``complained``, with the bounce's reason; matched by VERP envelope sender,
-    then Message-ID, then recipient address.
+    are absent). The index holds the input frame's row labels. Recorded reports (see
+    ``Journal.record_bounces``) count as ``smtpkit.apply_bounces`` counts them: a ``sent`` (or
+    ``unknown``) row with a failure report (``kind == "bounce"``, hard or soft: the message was
+    not delivered) shows ``bounced``, with a complaint ``complained``, with the report's
+    reason; delays and auto-replies change nothing, and ``hard`` only decides suppression.
+    Matched by VERP envelope sender, then Message-ID, then recipient address (the address
+    only for reports recorded with this campaign).
 
     Example:
         frame = read_outcomes("smtpkit.db", "spring")
@@ -764,20 +767,36 @@ def _latest_statuses(conn: sqlite3.Connection, campaign: str
 
 
 def _bounce_rows(conn: sqlite3.Connection, campaign: str) -> pd.DataFrame:
+    """The failure reports and complaints that may concern ``campaign``, oldest first (delays,
+    auto-replies and delivery reports never change a status)."""
     return pd.read_sql_query(
-        "SELECT campaign, recipient, original_message_id, kind, reason, hard, bounce_to "
-        "FROM bounces WHERE (campaign = ? OR campaign IS NULL) "
-        "AND (kind = 'complaint' OR (kind = 'bounce' AND hard = 1)) ORDER BY arrived_at",
+        "SELECT campaign, recipient, original_message_id, kind, reason, hard, arrived_at, "
+        "bounce_to FROM bounces WHERE (campaign = ? OR campaign IS NULL) "
+        "AND kind IN ('bounce', 'complaint') ORDER BY arrived_at, rowid",
         conn,
         params=(campaign,),
     )
 
 
-def _norm_message_id(value: Any) -> str | None:
-    if value is None or _missing(value):
+def _norm(value: Any) -> str | None:
+    """An address or Message-ID as reports are matched by: no spaces or <>, lower case."""
+    if not isinstance(value, str):
         return None
-    text = str(value).strip()
-    return text.strip("<>").casefold() if text else None
+    text = value.strip().strip("<>").strip().lower()
+    return text or None
+
+
+def _verp_token(address: Any) -> str | None:
+    """The token of a VERP address ``prefix+<token>@domain``, lower case (or None)."""
+    if not isinstance(address, str) or "@" not in address:
+        return None
+    local = address.strip().strip("<>").rpartition("@")[0]
+    _, plus, token = local.partition("+")
+    return token.lower() if plus and token else None
+
+
+def _norm_column(values: pd.Series) -> pd.Series:
+    return values.astype("string").str.strip().str.strip("<>").str.strip().str.lower()
 
 
 def _finish_outcomes(frame: pd.DataFrame, bounces: pd.DataFrame, *, labels: bool = True
@@ -793,39 +812,82 @@ def _finish_outcomes(frame: pd.DataFrame, bounces: pd.DataFrame, *, labels: bool
     return result
 
 
+# Which report wins when several match one row (then the latest of them), and what it makes
+# of a sent or unknown row: the same rule as ``smtpkit.bounces.apply_bounces``.
+_BOUNCE_RANK = {"complaint": 5, "bounce": 4}
+_BOUNCE_STATUS = {"complaint": "complained", "bounce": "bounced"}
+
+
 def _apply_recorded_bounces(frame: pd.DataFrame, bounces: pd.DataFrame) -> None:
-    by_sender: dict[str, tuple[str, str]] = {}
-    by_message: dict[str, tuple[str, str]] = {}
-    by_rcpt: dict[str, tuple[str, str]] = {}
-    for row in bounces.itertuples(index=False):
-        verdict: tuple[str, str] = (
-            "complained" if row.kind == "complaint" else "bounced",
-            str(row.reason) if row.reason is not None else str(row.kind),
-        )
-        # a complaint outranks a bounce for the same recipient
-        def put(table: dict[str, tuple[str, str]], key: str | None,
-                verdict: tuple[str, str] = verdict) -> None:
-            if key and (key not in table or verdict[0] == "complained"):
-                table[key] = verdict
-        put(by_sender, str(row.bounce_to).casefold() if row.bounce_to else None)
-        put(by_message, _norm_message_id(row.original_message_id))
-        if row.campaign is not None:  # address matching only within the same campaign
-            put(by_rcpt, str(row.recipient).casefold() if row.recipient else None)
+    """Turn ``sent`` / ``unknown`` rows with a failure report into ``bounced`` and those with a
+    complaint into ``complained`` (soft or hard alike: the message was not delivered; ``hard``
+    only decides suppression), with the report's reason.
+
+    Each report is matched like ``apply_bounces`` does: VERP token of the envelope sender,
+    then Message-ID, then the recipient address — the last only for reports recorded with
+    this campaign (a report of unknown campaign may concern any campaign's row for that
+    address). When several reports match a row, a complaint outranks a bounce, then the
+    latest wins.
+    """
+    reports = list(bounces.itertuples(index=False))
+    tokens = {t for r in reports if (t := _verp_token(r.bounce_to)) is not None}
+    senders = {s for r in reports if _verp_token(r.bounce_to) and (s := _norm(r.bounce_to))}
+    mids = {m for r in reports if (m := _norm(r.original_message_id)) is not None}
+    rcpts = {a for r in reports if r.campaign is not None and (a := _norm(r.recipient))}
+    # candidate rows only (a vectorized pass over the frame; no Python object per row)
+    sender_keys = _norm_column(frame["envelope_sender"])
+    row_tokens = sender_keys.str.extract(r"^[^+]*\+(.+)@[^@]*$", expand=False)
+    mid_keys = _norm_column(frame["message_id"])
+    rcpt_keys = _norm_column(frame["recipient"])
+    by_token = _positions(row_tokens, tokens)
+    by_sender = _positions(sender_keys, senders)
+    by_mid = _positions(mid_keys, mids)
+    by_rcpt = _positions(rcpt_keys, rcpts)
+    best: dict[int, tuple[tuple[int, float], str, str | None]] = {}
+    for r in reports:
+        token = _verp_token(r.bounce_to)
+        sender = _norm(r.bounce_to)
+        mid = _norm(r.original_message_id)
+        rcpt = _norm(r.recipient)
+        rows: list[int] = []
+        if token and token in by_token:
+            rows = by_token[token]
+        elif token and sender and sender in by_sender:
+            rows = by_sender[sender]
+        elif mid and mid in by_mid:
+            rows = by_mid[mid]
+            if len(rows) > 1 and rcpt:  # one message to several recipients: narrow it down
+                rows = [i for i in rows if rcpt_keys.iloc[i] == rcpt] or rows
+        elif r.campaign is not None and rcpt and rcpt in by_rcpt:
+            rows = by_rcpt[rcpt]
+        arrived: Any = r.arrived_at
+        when = float(arrived) if not _missing(arrived) else -math.inf
+        rank = (_BOUNCE_RANK.get(str(r.kind), 0), when)
+        reason = None if _missing(r.reason) else str(r.reason)
+        for i in rows:
+            if i not in best or rank >= best[i][0]:
+                best[i] = (rank, str(r.kind), reason)
+    if not best:
+        return
     eligible = frame["status"].isin(["sent", "unknown"]).to_numpy(dtype=bool)
-    senders = frame["envelope_sender"].astype(object).to_numpy()
-    messages = frame["message_id"].astype(object).to_numpy()
-    keys = frame["rkey"].astype(object).to_numpy()
     statuses = frame["status"].astype(object).to_numpy().copy()
     reasons = frame["reason"].astype(object).to_numpy().copy()
-    for i in np.flatnonzero(eligible):
-        sender = senders[i]
-        found = (by_sender.get(sender.casefold()) if isinstance(sender, str) else None) \
-            or by_message.get(_norm_message_id(messages[i]) or "") \
-            or (by_rcpt.get(keys[i]) if isinstance(keys[i], str) else None)
-        if found is not None:
-            statuses[i], reasons[i] = found
+    for i, (_, kind, reason) in best.items():
+        if eligible[i]:
+            statuses[i], reasons[i] = _BOUNCE_STATUS[kind], reason
     frame["status"] = pd.array(statuses, dtype="string")
     frame["reason"] = pd.array(reasons, dtype="string")
+
+
+def _positions(keys: pd.Series, wanted: set[str]) -> dict[str, list[int]]:
+    """{key: row positions} for the rows whose key is in ``wanted``."""
+    if not wanted:
+        return {}
+    hits = np.flatnonzero(keys.isin(wanted).to_numpy(dtype=bool, na_value=False))
+    found: dict[str, list[int]] = {}
+    for i, key in zip(hits.tolist(), keys.iloc[hits].tolist(), strict=True):
+        found.setdefault(key, []).append(i)
+    return found
 
 
 def read_attempts(
@@ -935,8 +997,10 @@ def suppressed_addresses(journal: Journal | str | os.PathLike[str], /) -> set[st
         found.update(
             str(r[0])
             for r in conn.execute(
+                # only a VERP sender names one recipient (without VERP every row has the
+                # template's sender, and a report to it would suppress them all)
                 "SELECT DISTINCT a.rkey FROM bounces b JOIN attempts a ON "
-                "lower(a.envelope_sender) = lower(b.bounce_to) "
+                "lower(a.envelope_sender) = lower(b.bounce_to) AND a.token IS NOT NULL "
                 "WHERE b.kind = 'complaint' OR (b.kind = 'bounce' AND b.hard = 1)"
             )
         )

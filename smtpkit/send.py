@@ -32,11 +32,22 @@ The envelope sender is VERP-style, one per recipient: ``bounces+<token>@<sender 
 (``verp=``), so a bounce names the recipient it is about; the token identifies the campaign
 and recipient in the journal (``envelope_sender`` column).
 
-Speed: messages are rendered from a compiled template in chunks, each connection carries many
-messages with pipelined commands (the next envelope travels with the current content), the
-journal's per-message intent is a store into a memory-mapped file and its outcomes are
-committed in groups, and the returned frame is built from compact columns. About 7,000+
-messages/s to Postfix's smtp-sink here, 1.5x raw aiosmtplib; see ``bench/send_bench.py``.
+Slow domains: every recipient domain has its own queue and limits (``per_domain``, and an
+adaptive slowdown after throttling replies), and a domain that has to wait never holds up the
+others: rows for it are set aside unrendered while the rest of the list goes on. A 421 that
+only closes the connection (a server's limit of messages per connection) is answered by
+reconnecting at once; a 421 about rates, or one on a fresh connection, slows the domain down.
+An hourly cap (``Limit(per_hour=...)``) counts the attempts of earlier runs of the campaign
+in the journal.
+
+Speed: messages are rendered from a compiled template a chunk of rows at a time, off the path
+between a server's reply and the next message; each connection carries many messages with
+pipelined commands (the next envelope travels with the current content); the journal's
+per-message intent is a store into a memory-mapped file and its outcomes are committed in
+groups; outcomes are kept in compact columns (no Python object per recipient) from which the
+returned frame is built. About 8,000-9,000 messages/s to Postfix's smtp-sink here, about 2x
+raw aiosmtplib, and memory that does not grow with the list beyond the input and returned
+frames; see ``bench/send_bench.py``.
 
 Example:
     >>> import pandas as pd, smtpkit
@@ -72,8 +83,10 @@ import pandas as pd
 from . import _portal
 from ._send_plan import (
     Plan,
+    RowSource,
     Verp,
     plan_rows,
+    recipient_domain,
     record_for,
     render_items,
     templates_by_segment,
@@ -119,7 +132,7 @@ _GRACE_SECONDS = 0.5
 _FINAL_CODES = frozenset(
     STATUS_CODES[s] for s in ("sent", "failed", "unknown", "bounced", "complained")
 )
-_NOT_ERRORS = frozenset({"greylisted", "throttled"})
+_NOT_ERRORS = frozenset({"greylisted", "throttled", "connection_closed"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +144,10 @@ class RetryPolicy:
         backoff: seconds before the first retry; each next wait is ``factor`` times longer,
             at most ``max_backoff``, randomized by +- ``jitter`` (a share).
         throttle_limit: throttling replies tolerated per recipient. They slow the domain
-            down and do not use up ``attempts``; past this many the row is ``deferred``.
+            down and do not use up ``attempts``; past this many the row is ``deferred``. A
+            421 that only closes the connection (``connection_closed``, e.g. after the
+            server's limit of messages per connection) counts here too, and is tried again at
+            once on a new connection without slowing down.
 
     Example:
         >>> p = RetryPolicy(backoff=1.0, factor=2.0, jitter=0.0)
@@ -244,19 +260,24 @@ class _Breaker:
     def __init__(self, config: CircuitBreaker) -> None:
         self.config = config
         self.recent: collections.deque[str | None] = collections.deque(maxlen=config.window)
+        self.errors = 0  # how many of ``recent`` are errors (kept as attempts come and go)
 
     def observe(self, reply: SMTPReply) -> str | None:
         """Record one attempt; return a description when the breaker trips."""
-        error = None if reply.ok or reply.reason in _NOT_ERRORS else reply.reason
-        self.recent.append(error)
-        n = len(self.recent)
-        if n < self.config.min_attempts:
+        error = None if reply.kind == "ok" or reply.reason in _NOT_ERRORS else reply.reason
+        recent = self.recent
+        if len(recent) == recent.maxlen and recent[0] is not None:
+            self.errors -= 1  # the oldest attempt leaves the window
+        recent.append(error)
+        if error is not None:
+            self.errors += 1
+        n = len(recent)
+        if n < self.config.min_attempts or self.errors / n <= self.config.max_error_rate:
             return None
-        errors = [e for e in self.recent if e is not None]
-        if len(errors) / n <= self.config.max_error_rate:
-            return None
+        errors = [e for e in recent if e is not None]
         top = collections.Counter(errors).most_common(3)
-        self.recent.clear()
+        recent.clear()
+        self.errors = 0
         listed = ", ".join(f"{reason} ({count})" for reason, count in top)
         return f"{len(errors)} of the last {n} attempts failed: {listed}"
 
@@ -480,13 +501,29 @@ class _Run:
         result.index = self.frame.index
         return result
 
+    def partial_frame(self) -> pd.DataFrame:
+        """The outcome of every row so far, after the run stopped early (rows not tried yet
+        are all-NA): from the journal when there is one, else from this run's records."""
+        if self.journal is not None and os.path.exists(self.journal):
+            from .journal import _connect, _finish_outcomes, _read_outcome_rows
+
+            conn = _connect(self.journal, create=False)
+            try:
+                rows = _read_outcome_rows(conn, self.campaign)
+            finally:
+                conn.close()
+            frame = _finish_outcomes(rows, pd.DataFrame(), labels=False)
+            frame.index = pd.Index(rows["position"].to_numpy())
+            return frame.reindex(pd.RangeIndex(self.plan.rows))
+        return self.results.frame(self.plan.addresses)
+
     def _describe(self, position: int) -> RecipientRecord | None:
         """The journal record of a row that a crash left in flight (same frame: checked)."""
         plan = self.plan
         if not 0 <= position < plan.rows:
             return None
         at = np.array([position])
-        (address,), (key,) = Plan.values(plan.addresses, at), Plan.values(plan.keys, at)
+        (address,), (key,) = Plan.values(plan.addresses, at), plan.keys_at(at)
         if address is None or key is None:
             return None
         return record_for(plan, position, (address, key), label=self.frame.index[position],
@@ -511,7 +548,7 @@ class _Run:
         keep = ~(np.isin(status[planned], list(_FINAL_CODES)) & (attempts[planned] > 0))
         planned = planned[keep]  # rows sent before stay as they are
         addresses = Plan.values(plan.addresses, planned)
-        keys = Plan.values(plan.keys, planned)
+        keys = plan.keys_at(planned)
         for i, position in enumerate(planned.tolist()):
             rec = RecipientRecord(
                 position=position,
@@ -550,14 +587,14 @@ class _Run:
             segment_totals = {str(n): totals[str(n)] for n in order}
         self.progress = Progress(len(work), enabled=self.show_progress, campaign=self.campaign,
                                  segment_totals=segment_totals)
-        source = render_items(
+        source = RowSource(
             self.frame, plan, work, template_of=self.template_of, columns=self.columns,
             campaign=self.campaign, verp=self.verp, attempts=attempts,
             on_row_error=self._row_failed,
         )
         scheduler = self.scheduler = Scheduler(
             source, pace=self.pace, limits=self._domain_limits,
-            buffer=2 * self.concurrency + 32,
+            buffer=2 * self.concurrency + 32, history=self._last_hour(),
         )
         workers = [asyncio.ensure_future(self._worker(scheduler, pool))
                    for _ in range(self.concurrency)]
@@ -580,6 +617,17 @@ class _Run:
             await pool.close()
             raise failure
         await pool.close()
+
+    def _last_hour(self) -> list[tuple[float, str]]:
+        """(monotonic time, domain) of this campaign's attempts in the last hour, earlier
+        runs included, when an hourly cap must count them."""
+        hourly = (self.pace is not None and self.pace.per_hour is not None) or any(
+            limit.per_hour is not None for limit in self.limits.values())
+        if not hourly or self.log is None:
+            return []
+        now_wall, now_mono = time.time(), time.monotonic()
+        return [(now_mono - (now_wall - started), recipient_domain(recipient))
+                for started, recipient in self.log.recent_attempts(now_wall - 3600.0)]
 
     @staticmethod
     async def _cancel(workers: Sequence[asyncio.Future[None]]) -> None:
@@ -690,22 +738,29 @@ class _Run:
                 return synced()
 
         ahead: Item | None = None
+        failed: Exception | None = None
 
         def lookahead() -> Envelope | None:
             # relays only: in MX delivery the next message may be for another server
-            nonlocal ahead
+            nonlocal ahead, failed
             if self.router.direct:
                 return None
-            ahead = scheduler.try_get()
+            try:
+                ahead = scheduler.try_get()
+            except Exception as exc:  # raised once this message is through and recorded
+                failed = exc
+                return None
             if ahead is None:
                 return None
-            return Envelope(ahead.sender, (ahead.recipient,), ahead.data, ahead.smtputf8)
+            return Envelope(ahead.sender, (ahead.recipient,), ahead.data, ahead.smtputf8, True)
 
+        carried = conn.messages  # messages this connection took before this one
         t0 = time.perf_counter()
         try:
+            # Item data is compose output: CRLF line endings only (canonical)
             replies = await conn.send(item.sender, [item.recipient], item.data,
                                       smtputf8=item.smtputf8, before_data=hook,
-                                      lookahead=lookahead)
+                                      lookahead=lookahead, canonical=True)
         except asyncio.CancelledError:
             conn.abort()
             if ahead is not None:
@@ -727,17 +782,25 @@ class _Run:
         latency = (time.perf_counter() - t0) * 1000.0
         try:
             self._settle(item, replies[item.recipient], server=conn.server, started=started,
-                         latency=latency)
+                         latency=latency, fresh=carried == 0)
         except BaseException:
             if ahead is not None:
                 conn.abort()
                 scheduler.done(ahead)
             raise
+        if failed is not None:
+            raise failed
         return ahead
 
     def _settle(self, item: Item, reply: SMTPReply, *, server: str | None, started: float,
-                latency: float | None) -> None:
-        """Decide what the reply means for the row, record it, and requeue if it goes on."""
+                latency: float | None, fresh: bool = True) -> None:
+        """Decide what the reply means for the row, record it, and requeue if it goes on.
+
+        ``fresh``: the reply came on a connection that had carried no message before. A server
+        that closes its connections (421) after some messages on each is answered by
+        reconnecting at once; one that closes them before the first message is slowed down
+        like a throttling one, since reconnecting does not help.
+        """
         scheduler = self.scheduler
         assert scheduler is not None
         kind = reply.kind
@@ -752,7 +815,13 @@ class _Run:
             raise CampaignAborted(self._abort_text(reply, server))
         elif kind == "permanent":
             self._record(item, reply, server, started, latency, "failed", final=True)
-        elif reply.throttled and item.throttled < self.retries.throttle_limit:
+        elif reply.reason == "connection_closed" and not fresh and \
+                item.throttled < self.retries.throttle_limit:
+            item.throttled += 1
+            self._record(item, reply, server, started, latency, "deferred", final=False)
+            scheduler.requeue(item)
+        elif (reply.throttled or reply.reason == "connection_closed") and \
+                item.throttled < self.retries.throttle_limit:
             item.throttled += 1
             self._record(item, reply, server, started, latency, "deferred", final=False)
             scheduler.throttle(item)
@@ -771,26 +840,20 @@ class _Run:
     def _record(self, item: Item, reply: SMTPReply, server: str | None, started: float,
                 latency: float | None, status: str, *, final: bool) -> None:
         assert self.log is not None and self.progress is not None
-        item.attempts += 1
-        if item.first_attempt_at is None:
-            item.first_attempt_at = started
+        attempts = item.attempts = item.attempts + 1
+        first = item.first_attempt_at
+        if first is None:
+            first = item.first_attempt_at = started
         finished = time.time()
         message = reply.message or None
         rec = item.rec
-        self.log.outcome(
-            rec, attempt=item.attempts, status=status, reason=reply.reason, code=reply.code,
-            enhanced=reply.enhanced, message=message, started_at=started, finished_at=finished,
-            latency_ms=latency, server=server, first_attempt_at=item.first_attempt_at,
-        )
-        self.results.record(
-            rec.position, status=status, reason=reply.reason, code=reply.code,
-            enhanced=reply.enhanced, message=message, attempts=item.attempts,
-            first=item.first_attempt_at, last=finished, latency=latency,
-            message_id=rec.message_id, segment=rec.segment, server=server,
-            envelope_sender=rec.envelope_sender,
-        )
+        self.log.attempt(rec, attempts, status, reply.reason, reply.code, reply.enhanced, message,
+                         started, finished, latency, server)
+        self.results.add(rec.position, status, reply.reason, reply.code, reply.enhanced, message,
+                         attempts, first, finished, latency, rec.message_id, rec.segment, server,
+                         rec.envelope_sender)
         if final:
-            self.progress.add(status, item.rec.segment)
+            self.progress.add(status, rec.segment)
 
     def _trip(self, what: str) -> None:
         assert self.breaker is not None and self.scheduler is not None
@@ -877,7 +940,16 @@ async def asend(
                      "verp": verp, "mode": "mx" if isinstance(relays, MXDelivery) else "relay",
                      "index_names": [None if n is None else str(n) for n in frame.index.names]},
         )
-        result = await run.execute()
+        try:
+            result = await run.execute()
+        except CampaignAborted as stop:
+            if notify_to:  # best effort: the campaign's own error is what the caller sees
+                try:
+                    await _notify(run.partial_frame(), run, relays, notify_to, stopped=stop)
+                except Exception as exc:
+                    warnings.warn(f"smtpkit: the summary of the stopped campaign could not be "
+                                  f"mailed: {exc}", RuntimeWarning, stacklevel=2)
+            raise
         if notify_to:
             await _notify(result, run, relays, notify_to)
     return _with_input_columns(result, frame, keep_columns)
@@ -926,7 +998,8 @@ def send(
         dry_run: render and check every row, send nothing, write no journal; the frame says
             what would happen (``would``: send / skip / fail / done, ``size``, ``detail``).
         notify: an address (or list) that gets a summary mail when the campaign ends with rows
-            not sent (failed, deferred, unknown).
+            not sent (failed, deferred, unknown), or stops early with ``CampaignAborted``
+            (best effort: a summary that cannot be sent only warns).
         progress: show a ``tqdm.auto`` bar with live counts.
         breaker: a ``CircuitBreaker`` (None to disable).
         verp: True for ``bounces+<token>@<sender domain>`` envelope senders, an address such
@@ -970,7 +1043,8 @@ def _dry_run(
     """Render every row that would be sent; report what would happen, send nothing."""
     rows = plan.rows
     status = np.full(rows, "skipped", dtype=object)
-    reason = plan.skip_reason.copy()
+    reason = np.asarray(plan.skip_reason, dtype=object).copy()
+    reason[pd.isna(reason)] = None
     would = np.where(pd.isna(plan.skip_status), "send", "skip").astype(object)
     size = np.full(rows, None, dtype=object)
     detail = np.full(rows, None, dtype=object)
@@ -1041,15 +1115,21 @@ def _with_input_columns(result: pd.DataFrame, frame: pd.DataFrame,
 
 
 async def _notify(result: pd.DataFrame, run: _Run, relays: Sequence[SMTPConfig] | MXDelivery,
-                  to: list[str]) -> None:
-    """Mail the failure summary when rows were not sent; a failure to do so only warns."""
-    bad = int(result["status"].isin(["failed", "deferred", "unknown"]).sum())
-    if bad == 0:
+                  to: list[str], *, stopped: CampaignAborted | None = None) -> None:
+    """Mail the failure summary when rows were not sent (or the campaign stopped early); a
+    failure to do so only warns."""
+    status = result["status"]
+    bad = int(status.isin(["failed", "deferred", "unknown"]).sum())
+    if stopped is not None:
+        bad += int(status.isna().sum())  # rows the campaign did not get to
+    elif bad == 0:
         return
     first = run.template_of(int(run.plan.order[0])) if len(run.plan.order) else None
     sender = first.sender_address if first is not None else "smtpkit@localhost.localdomain"
-    text = notify_text(result, campaign=run.campaign, journal=run.journal)
-    data = notify_message(text, sender=sender, recipients=to, campaign=run.campaign, failed=bad)
+    text = notify_text(result, campaign=run.campaign, journal=run.journal,
+                       stopped=None if stopped is None else str(stopped))
+    data = notify_message(text, sender=sender, recipients=to, campaign=run.campaign, failed=bad,
+                          stopped=stopped is not None)
     router = Router(relays)
     problems: list[str] = []
     for address in to:

@@ -12,6 +12,11 @@ the enhanced status (RFC 3463), the server's text, a *kind* and a short stable *
     ``accepted``, ``greylisted``, ``throttled``, ``user_unknown``, ``mailbox_full``, ``policy``,
     ... (see :data:`REASONS`). The send engine, the report and ``verify`` rely on these names.
 
+A 421 in the middle of a session means "closing this channel" (RFC 5321 3.8): often the
+server's limit of messages per connection. It is ``connection_closed`` — reconnect and go on —
+unless its text speaks of rates, volume or too many connections, which makes it ``throttled``
+(slow down). A 421 greeting is ``service_unavailable``.
+
 :class:`SMTPConnection` is one open session: connect, EHLO, STARTTLS (required when
 ``tls="starttls"``: a server that does not offer it is a downgrade and an error, never a
 plaintext fallback), verified certificates, AUTH only over TLS, then any number of messages.
@@ -78,7 +83,8 @@ REASONS: Mapping[str, str] = MappingProxyType(
     {
         "accepted": "the server accepted it (2xx)",
         "greylisted": "temporarily refused by greylisting; accepted on a later try",
-        "throttled": "the server asks to slow down (421, 451 4.7.x, 452, 454, rate limits)",
+        "throttled": "the server asks to slow down (451 4.7.x, 452, 454, a 421 about rates or "
+        "too many connections)",
         "user_unknown": "the mailbox does not exist (5.1.1)",
         "bad_address": "the address is refused as such (5.1.0, 5.1.6)",
         "invalid_address": "the address is not valid syntax or holds control characters",
@@ -97,6 +103,8 @@ REASONS: Mapping[str, str] = MappingProxyType(
         "sender_rejected": "the envelope sender was refused (MAIL FROM)",
         "smtputf8_required": "the address needs SMTPUTF8, which the server does not offer",
         "service_unavailable": "the server is temporarily unavailable (421)",
+        "connection_closed": "the server closed this connection (421 without a rate limit, such "
+        "as after its limit of messages per connection); reconnect and go on",
         "service_refused": "the server refuses the connection (554 greeting)",
         "ehlo_rejected": "the server refused EHLO and HELO",
         "tls_unavailable": "STARTTLS was required but the server did not offer it (downgrade)",
@@ -135,6 +143,11 @@ CAMPAIGN_STOPPING_REASONS: frozenset[str] = frozenset(
     }
 )
 _AFTER_DATA_STAGES = frozenset({"message"})
+# What a 421 says when it asks the client to slow down rather than only closing the channel.
+_RATE_TEXT = re.compile(
+    r"\brate\b|rate[ -]?limit|ratelimit|throttl|slow(?:ing)? down|too many (?:\w+ )?connections"
+    r"|concurrent|volume|too fast|too much mail"
+)
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -214,11 +227,15 @@ def _reason_for(code: int, enhanced: str | None, text: str, stage: str) -> str:
         return "auth_unavailable" if code in (502, 504) else "auth_failed"
     if transient and ("greylist" in low or "graylist" in low or "grey-list" in low):
         return "greylisted"
+    if code == 421:
+        # "Service not available, closing transmission channel" (RFC 5321 4.2.2, 3.8): mid
+        # session that closes this connection, often after a number of messages on it, and a
+        # new connection goes on. Only a 421 that speaks of rates, volume or too many
+        # connections asks to slow down.
+        return "throttled" if _RATE_TEXT.search(low) else "connection_closed"
     if any(w in low for w in ("rate limit", "too many messages", "throttl", "slow down",
                               "too many connections", "ratelimit", "rate-limit")):
         return "throttled" if transient else "policy"
-    if code == 421:
-        return "throttled"
     sub = enhanced[2:] if enhanced is not None else None
     if stage == "mail" and not transient:
         # a refused MAIL FROM concerns every message of the campaign, whatever the detail
@@ -271,7 +288,24 @@ def _reason_for(code: int, enhanced: str | None, text: str, stage: str) -> str:
     return "temporary_failure" if transient else "permanent_failure"
 
 
+# Replies already translated (a server says "250 2.0.0 Ok" to every message): SMTPReply is
+# immutable, so one object serves them all. Bounded: cleared when full.
+_TRANSLATED: dict[tuple[int, str, str], SMTPReply] = {}
+_TRANSLATED_MAX = 1024
+
+
 def _from_code(code: int, message: str, stage: str) -> SMTPReply:
+    key = (code, message, stage)
+    found = _TRANSLATED.get(key)
+    if found is None:
+        found = _translate_code(code, message, stage)
+        if len(_TRANSLATED) >= _TRANSLATED_MAX:
+            _TRANSLATED.clear()
+        _TRANSLATED[key] = found
+    return found
+
+
+def _translate_code(code: int, message: str, stage: str) -> SMTPReply:
     enhanced, text = _split_enhanced(message)
     if 200 <= code < 400:
         return SMTPReply(code, enhanced, text, "ok", "accepted", stage)
@@ -523,7 +557,8 @@ _CONTROL = re.compile(r"[\x00-\x20\x7f<>]")
 _BARE_EOL = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _MAX_LINE = 8192
-_SEPARATORS = frozenset((b" ", b"-", b"\r", b"\n"))
+# what follows the code in a reply line (the line without its LF): text, more lines, or nothing
+_SEPARATORS = frozenset((b" ", b"-", b"\r", b""))
 _MAX_REPLY = _MAX_LINE * 4
 _QUIT_TIMEOUT = 2.0
 
@@ -555,33 +590,38 @@ class _Wire(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         buf = self.buffer
-        buf += data
-        if len(buf) > _MAX_REPLY:
+        if len(buf) + len(data) > _MAX_REPLY:
             self._fail(aiosmtplib.SMTPResponseException(-1, "The server's reply is too long."))
             return
-        start = 0
-        lines: list[bytes] = []
-        replies = self.replies
-        while True:
-            end = buf.find(b"\n", start)
+        if not buf and data.endswith(b"\n"):
+            lines = data.split(b"\n")  # the usual case: whole replies only
+            lines.pop()
+            buf_left = b""
+        else:
+            buf += data
+            end = buf.rfind(b"\n")
             if end < 0:
-                break
-            line = bytes(buf[start : end + 1])
-            start = end + 1
-            if len(line) > _MAX_LINE or not line[:3].isdigit() or line[3:4] not in _SEPARATORS:
+                return
+            lines = bytes(buf[:end]).split(b"\n")
+            buf_left = bytes(buf[end + 1 :])
+        replies = self.replies
+        parts: list[bytes] = []
+        for line in lines:
+            separator = line[3:4]
+            if len(line) > _MAX_LINE or not line[:3].isdigit() or separator not in _SEPARATORS:
                 self._fail(aiosmtplib.SMTPResponseException(
                     -1, "Malformed SMTP reply: " + line[:80].decode("utf-8", "replace")
                 ))
                 return
-            if line[3:4] == b"-":
-                lines.append(line)
+            if separator == b"-":
+                parts.append(line)
                 continue
-            if lines:  # the last line of a multi-line reply
-                lines.append(line)
+            if parts:  # the last line of a multi-line reply
+                parts.append(line)
                 text = "\n".join(
-                    x[4:].strip(b" \t\r\n").decode("utf-8", "replace") for x in lines
+                    x[4:].strip(b" \t\r\n").decode("utf-8", "replace") for x in parts
                 )
-                lines = []
+                parts = []
             else:
                 text = line[4:].strip(b" \t\r\n").decode("utf-8", "replace")
             if self.expected <= 0:
@@ -590,8 +630,8 @@ class _Wire(asyncio.Protocol):
             else:
                 self.expected -= 1
             replies.append((int(line[:3]), text))
-            del buf[:start]
-            start = 0
+        # the rest: the start of a reply still to come (with the lines of a multi-line one)
+        buf[:] = b"\n".join(parts) + b"\n" + buf_left if parts else buf_left
         waiter = self.waiter
         if waiter is not None and len(replies) >= self.need and not waiter.done():
             waiter.set_result(None)
@@ -641,6 +681,8 @@ class _Wire(asyncio.Protocol):
     async def read(self, count: int, timeout: float) -> list[tuple[int, str]]:  # noqa: ASYNC109
         """Wait until ``count`` replies are queued and return them."""
         replies = self.replies
+        if count == 1 and replies:
+            return [replies.popleft()]
         if len(replies) < count:
             if self.failure is not None:
                 raise self.failure
@@ -677,11 +719,18 @@ def _address_ok(address: str) -> bool:
     return bool(address) and "@" in address and _CONTROL.search(address) is None
 
 
-def _prepare(data: bytes) -> bytes:
-    """CRLF line endings, dot-quoting and the final "." (RFC 5321 4.5.2)."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare CR or LF somewhere
-        data = _BARE_EOL.sub(b"\r\n", data)
+def _prepare(data: bytes, canonical: bool = False) -> bytes:
+    """CRLF line endings, dot-quoting and the final "." (RFC 5321 4.5.2).
+
+    ``canonical``: the caller vouches that ``data`` has CRLF line endings only (as
+    ``smtpkit.compose`` renders messages), so the search for bare CR or LF is skipped. Dot
+    quoting looks at every LF either way, so a bare LF before a "." could never end the data
+    early.
+    """
+    if not canonical:
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare CR or LF
+            data = _BARE_EOL.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     if data[:1] == b"." or b"\n." in data:
@@ -697,6 +746,7 @@ class Envelope:
     recipients: tuple[str, ...]
     data: bytes
     smtputf8: bool = False
+    canonical: bool = False  # see SMTPConnection.send
 
 
 @dataclasses.dataclass(slots=True)
@@ -733,6 +783,12 @@ class SMTPConnection:
         self._busy = False
         self._closed = False
         self._pending: _Prepared | None = None  # a message whose commands went out ahead
+        # what EHLO said, looked up once (the extensions do not change after TLS and login)
+        self._size_limit = info.size_limit
+        self._size_param = self._size_limit is not None or "size" in info.esmtp
+        self._smtputf8 = info.smtputf8
+        self._eightbitmime = info.eightbitmime
+        self._pipelining = info.pipelining
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self.usable else "broken")
@@ -859,6 +915,7 @@ class SMTPConnection:
         smtputf8: bool = False,
         before_data: Callable[[], Awaitable[None] | None] | None = None,
         lookahead: Callable[[], Envelope | None] | None = None,
+        canonical: bool = False,
     ) -> dict[str, SMTPReply]:
         """Send one message; return the reply for each recipient (partial refusal per recipient).
 
@@ -875,6 +932,9 @@ class SMTPConnection:
         as this message's content (RFC 2920 allows the content to open a command group).
         The next ``send`` on this connection must then be that message; any other message
         closes the connection first (the server already holds that transaction).
+
+        ``canonical=True`` says ``data`` has CRLF line endings only (``smtpkit.compose``
+        output): the search for bare CR or LF is skipped (dot quoting never is).
         """
         if self._busy:
             raise RuntimeError("SMTPConnection.send() is already running on this connection.")
@@ -887,9 +947,9 @@ class SMTPConnection:
                 prepared, written = pending, True
             else:  # the server holds another message's transaction: it cannot be finished
                 self.abort()
-                prepared = self._prepare(sender, recipients, data, smtputf8)
+                prepared = self._prepare(sender, recipients, data, smtputf8, canonical)
         else:
-            prepared = self._prepare(sender, recipients, data, smtputf8)
+            prepared = self._prepare(sender, recipients, data, smtputf8, canonical)
         if prepared.commands is None:
             return prepared.results
         if not self.usable:
@@ -902,8 +962,8 @@ class SMTPConnection:
         finally:
             self._busy = False
 
-    def _prepare(self, sender: str, recipients: list[str], data: bytes, smtputf8: bool
-                 ) -> _Prepared:
+    def _prepare(self, sender: str, recipients: list[str], data: bytes, smtputf8: bool,
+                 canonical: bool = False) -> _Prepared:
         """Check a message locally and build its commands (None when nothing may go out)."""
         results: dict[str, SMTPReply] = {}
         valid: list[str] = []
@@ -920,27 +980,26 @@ class SMTPConnection:
             return prepared
         if not valid:
             return prepared
-        info = self.info
         needs_utf8 = smtputf8 or not sender.isascii() or not all(r.isascii() for r in valid)
-        if needs_utf8 and not info.smtputf8:
+        if needs_utf8 and not self._smtputf8:
             self._all(valid, SMTPReply(
                 None, None, "The address needs SMTPUTF8, which this server does not offer.",
                 "permanent", "smtputf8_required", "mail"), results)
             return prepared
-        payload = _prepare(data)
+        payload = _prepare(data, canonical)
         size = len(payload) - 3
-        limit = info.size_limit
+        limit = self._size_limit
         if limit is not None and size > limit:
             self._all(valid, SMTPReply(
                 None, None, f"The message has {size} octets; the server accepts {limit}.",
                 "permanent", "message_too_large", "mail"), results)
             return prepared
         mail = b"MAIL FROM:<" + sender.encode() + b">"
-        if limit is not None or "size" in info.esmtp:
+        if self._size_param:
             mail += b" SIZE=%d" % size
         if needs_utf8:
             mail += b" SMTPUTF8"
-        if info.eightbitmime and not data.isascii():
+        if self._eightbitmime and not data.isascii():
             mail += b" BODY=8BITMIME"
         prepared.commands = [mail + b"\r\n"] + [b"RCPT TO:<" + r.encode() + b">\r\n"
                                                  for r in valid]
@@ -980,19 +1039,19 @@ class SMTPConnection:
         valid, results = prepared.valid, prepared.results
         commands = prepared.commands
         assert commands is not None
-        stages = ["mail"] + ["rcpt"] * len(valid) + ["data"]
+        owed = len(valid) + 2  # MAIL, each RCPT, DATA
         replies: list[tuple[int, str]] = []
         rset = self._needs_rset and not written
         self._needs_rset = False
         try:
             if written:  # the commands went out with the previous message's content
-                replies = await wire.read(len(stages), timeout)
-            elif self.info.pipelining:
+                replies = await wire.read(owed, timeout)
+            elif self._pipelining:
                 group = b"".join(commands) + b"DATA\r\n"
                 if rset:
                     group = b"RSET\r\n" + group
-                wire.write(group, len(stages) + rset)
-                replies = await wire.read(len(stages) + rset, timeout)
+                wire.write(group, owed + rset)
+                replies = await wire.read(owed + rset, timeout)
                 if rset and replies.pop(0)[0] != 250:
                     wire.broken = True
             else:
@@ -1016,6 +1075,7 @@ class SMTPConnection:
             wire.broken = True
             got = replies or list(wire.replies)[rset:]
             wire.replies.clear()
+            stages = ["mail"] + ["rcpt"] * len(valid) + ["data"]
             # a refusal that came before the hang-up (e.g. "421 too many messages") says more
             for position, (code, text) in enumerate(got):
                 if code >= 400 or code < 200:
@@ -1026,7 +1086,7 @@ class SMTPConnection:
 
         mail_code, mail_text = replies[0]
         data_reply = replies[len(valid) + 1] if len(replies) == len(valid) + 2 else None
-        if any(code == 421 for code, _ in replies):
+        if 421 in [code for code, _ in replies]:
             wire.broken = True
         if mail_code != 250:
             self._refuse_data(wire, data_reply)
@@ -1054,11 +1114,11 @@ class SMTPConnection:
                 raise
         out, owed = prepared.payload, 1
         ahead: _Prepared | None = None
-        if lookahead is not None and self.info.pipelining and not wire.broken:
+        if lookahead is not None and self._pipelining and not wire.broken:
             envelope = lookahead()
             if envelope is not None:
                 ahead = self._prepare(envelope.sender, list(envelope.recipients),
-                                      envelope.data, envelope.smtputf8)
+                                      envelope.data, envelope.smtputf8, envelope.canonical)
                 if ahead.commands is not None:
                     out = b"".join((out, *ahead.commands, b"DATA\r\n"))
                     owed += len(ahead.commands) + 1
@@ -1068,7 +1128,8 @@ class SMTPConnection:
             wire.write(out, owed)
             if ahead is not None:
                 self._pending = ahead
-            await wire.drain()
+            if wire.paused:
+                await wire.drain()
             (code, text), = await wire.read(1, timeout)
         except asyncio.CancelledError:
             self.abort()
@@ -1079,7 +1140,10 @@ class SMTPConnection:
         self.messages += 1
         if code == 421:
             wire.broken = True
-        return self._all(accepted, translate((code, text), stage="message"), results)
+        reply = _from_code(code, text, "message")
+        if len(accepted) == 1 and not results:
+            return {accepted[0]: reply}
+        return self._all(accepted, reply, results)
 
     def _refuse_data(self, wire: _Wire, data_reply: tuple[int, str] | None) -> None:
         """A pipelined DATA got 354 although there is nothing to send (RFC 2920 3.1): hang up

@@ -345,14 +345,36 @@ async def test_recorded_bounces_show_in_outcomes(tmp_path: Path) -> None:
     assert journal.record_bounces("c1", bounces) == 6
     assert journal.record_bounces("c1", bounces) == 0  # idempotent
     frame = read_outcomes(path, "c1")
-    assert list(frame["status"]) == ["bounced", "bounced", "bounced", "complained", "sent",
+    # a soft failure report bounced too (the message was not delivered); "hard" only decides
+    # suppression, and a failed row stays failed
+    assert list(frame["status"]) == ["bounced", "bounced", "bounced", "complained", "bounced",
                                      "failed"]
-    assert frame.loc[3, "reason"] == "abuse"
+    assert frame.loc[3, "reason"] == "abuse" and frame.loc[4, "reason"] == "mailbox_full"
     stored = journal.bounces("c1")
     assert len(stored) == 6 and stored["hard"].dtype == "boolean"
     assert str(stored["arrived_at"].dtype).startswith("datetime64")
     with pytest.raises(MissingColumnError, match="lacks bounce_to"):
         journal.record_bounces("c1", bounces.drop(columns=["bounce_to"]))
+
+
+async def test_bounces_without_verp_match_their_own_row_only(tmp_path: Path) -> None:
+    # verp=False: every row has the template's sender as envelope sender, so a report sent
+    # back to it names its row only by Message-ID or recipient
+    import dataclasses
+
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=3)
+    recs = [dataclasses.replace(_rec(i), token=None, envelope_sender="news@shop.example")
+            for i in range(3)]
+    for rec in recs:
+        _outcome(log, rec)
+    log.finish("finished")
+    Journal(path).record_bounces("c1", _bounce_frame(
+        plain={"bounce_to": "news@shop.example", "recipient": "user1@example.com"},
+        delay={"bounce_to": "news@shop.example", "original_message_id": "<m2@shop.example>",
+               "kind": "delay", "hard": False, "reason": "mailbox_full"},
+    ))
+    assert list(read_outcomes(path, "c1")["status"]) == ["sent", "bounced", "sent"]
 
 
 async def test_a_settled_row_outranks_its_attempts_until_it_is_tried_again(
@@ -407,6 +429,23 @@ async def test_suppressed_addresses_from_bounces(tmp_path: Path) -> None:
         soft={"recipient": "user2@example.com", "hard": False},
     ))
     assert suppressed_addresses(path) == {"user0@example.com", "user1@example.com"}
+
+
+async def test_a_hard_bounce_to_a_plain_sender_suppresses_its_recipient_only(
+        tmp_path: Path) -> None:
+    import dataclasses
+
+    from smtpkit.journal import suppressed_addresses
+
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=3)
+    for i in range(3):  # verp=False: the same envelope sender on every row
+        _outcome(log, dataclasses.replace(_rec(i), token=None,
+                                          envelope_sender="news@shop.example"))
+    log.finish("finished")
+    Journal(path).record_bounces("c1", _bounce_frame(
+        plain={"bounce_to": "news@shop.example", "recipient": "user1@example.com"}))
+    assert suppressed_addresses(path) == {"user1@example.com"}
 
 
 def test_campaigns_lists_counts(tmp_path: Path) -> None:

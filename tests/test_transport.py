@@ -63,6 +63,24 @@ def _cert_error() -> Exception:
                      (450, "4.2.0", "transient", "greylisted"), id="greylisted-postgrey"),
         pytest.param(SMTPResponse(421, "4.7.0 Too many messages, slow down"), "mail",
                      (421, "4.7.0", "transient", "throttled"), id="throttled-421"),
+        pytest.param(SMTPResponse(421, "4.7.0 Too many messages to yahoo.com on one connection; "
+                                  "closing, try again later"), "rcpt",
+                     (421, "4.7.0", "transient", "connection_closed"),
+                     id="421-messages-per-connection"),
+        pytest.param(SMTPResponse(421, "4.3.2 Service shutting down, closing transmission "
+                                  "channel"), "mail",
+                     (421, "4.3.2", "transient", "connection_closed"), id="421-shutting-down"),
+        pytest.param(SMTPResponse(421, "4.7.0 [TSS04] Messages from 192.0.2.1 temporarily "
+                                  "deferred due to unexpected volume"), "mail",
+                     (421, "4.7.0", "transient", "throttled"), id="421-volume"),
+        pytest.param(SMTPResponse(421, "4.3.2 The maximum number of concurrent server "
+                                  "connections has exceeded a limit"), "rcpt",
+                     (421, "4.3.2", "transient", "throttled"), id="421-concurrent-connections"),
+        pytest.param(SMTPResponse(421, "4.7.28 Our system has detected an unusual rate of "
+                                  "unsolicited mail"), "rcpt",
+                     (421, "4.7.28", "transient", "throttled"), id="421-rate"),
+        pytest.param(SMTPResponse(421, "4.4.2 mx.example.com Error: timeout exceeded"), "data",
+                     (421, "4.4.2", "transient", "connection_closed"), id="421-timeout"),
         pytest.param(SMTPResponse(451, "4.7.0 Rate limit exceeded"), "rcpt",
                      (451, "4.7.0", "transient", "throttled"), id="throttled-451-47x"),
         pytest.param(SMTPResponse(452, "4.5.3 Too many recipients"), "rcpt",
@@ -195,6 +213,57 @@ async def test_many_messages_over_one_connection(pipelining: bool) -> None:
     assert b"\r\n.starts with a dot\r\n" in delivered  # dot-quoting undone by the server
     assert b"bare LF\r\nend" in delivered  # line ending normalized
     assert handler.deliveries[0].mail_from == "bounces+t@example.com"
+
+
+async def test_canonical_data_is_still_dot_quoted() -> None:
+    # canonical=True (compose output: CRLF only) skips the search for bare line ends, never
+    # the dot quoting: a line made of a single "." must not end the message early
+    handler = ScriptedHandler(pipelining=True)
+    body = "Hi.\r\n.\r\n.starts with a dot\r\nend\r\n"
+    with SMTPServer(handler) as server:
+        async with await SMTPConnection.open(server.config()) as conn:
+            replies = await conn.send("s@example.com", ["a@example.com"],
+                                      message("a@example.com", body=body), canonical=True)
+    assert replies["a@example.com"].ok
+    delivered = handler.deliveries[0].content
+    assert b"Hi.\r\n.\r\n.starts with a dot\r\nend" in delivered
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected", "left"),
+    [
+        pytest.param([b"250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n354 go ahead\r\n"],
+                     [(250, "2.0.0 Ok"), (250, "2.1.0 Ok"), (354, "go ahead")], b"",
+                     id="whole-replies-in-one-packet"),
+        pytest.param([b"250-first\r\n250-sec", b"ond\r\n250 last\r\n354 g", b"o\r\n"],
+                     [(250, "first\nsecond\nlast"), (354, "go")], b"", id="split-anywhere"),
+        pytest.param([b"250-first\r\n", b"250 last\n", b"452 4.7.0 slow"],
+                     [(250, "first\nlast")], b"452 4.7.0 slow", id="bare-lf-and-a-partial-reply"),
+        pytest.param([b"250-one\r\n", b"250-two\r\n"], [], b"250-one\r\n250-two\n",
+                     id="multi-line-reply-not-finished"),
+        pytest.param([b"250\n354\r\n"], [(250, ""), (354, "")], b"", id="code-only"),
+    ],
+)
+def test_replies_are_parsed_however_they_arrive(chunks: list[bytes],
+                                                expected: list[tuple[int, str]],
+                                                left: bytes) -> None:
+    from smtpkit.transport import _Wire
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+    loop = asyncio.new_event_loop()
+    try:
+        wire = _Wire(Transport(), loop)  # type: ignore[arg-type]
+        wire.expected = 10
+        for chunk in chunks:
+            wire.data_received(chunk)
+        assert list(wire.replies) == expected
+        assert bytes(wire.buffer).replace(b"\r", b"") == left.replace(b"\r", b"")
+        assert wire.failure is None and not wire.broken
+    finally:
+        loop.close()
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["sequential", "pipelined"])
