@@ -4,13 +4,15 @@
 
 1. reads ``data/contacts.csv`` (beside the package in a checkout; outside one, the same seeded
    list from ``smtpkit._sample.make_contacts``);
-2. cleans it, applies the suggested typo fixes (``gmial.com`` -> ``gmail.com`` ...) and cleans
-   again, then leaves out throwaway domains and contacts who did not opt in (``sendable`` off,
-   with the reason ``disposable`` / ``no_consent``, so the rows stay in every count);
-3. segments by plan, with one template per plan;
-4. starts a :class:`~smtpkit.sandbox.Sandbox` running ``World.default()`` (STARTTLS and AUTH,
-   unknown users, greylisting, throttling, dropped connections, late bounces and complaints)
-   and sends to it with a progress bar, journal in ``out``;
+2. starts a :class:`~smtpkit.sandbox.Sandbox` running ``World.default()`` (STARTTLS and AUTH,
+   unknown users, greylisting, throttling, dropped connections, late bounces and complaints;
+   its resolver answers the DNS of its world);
+3. cleans the list, applies the suggested typo fixes (``gmial.com`` -> ``gmail.com`` ...) and
+   cleans again checking every domain's MX hosts with the sandbox's resolver, then leaves out
+   throwaway domains and contacts who did not opt in (``sendable`` off, with the reason
+   ``disposable`` / ``no_consent``, so the rows stay in every count);
+4. segments by plan, with one template per plan, and sends to the sandbox with a progress bar,
+   journal in ``out``;
 5. waits for the late bounces and complaints (until the sandbox has written every one it
    scheduled, bounded by the world's longest delay), reads them from the Maildir and applies
    them, recording them in the journal;
@@ -38,11 +40,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .errors import InputError, MissingColumnError, SandboxError
+
+if TYPE_CHECKING:
+    from .dns import Resolver
 
 __all__ = [
     "CAMPAIGN",
@@ -169,12 +174,13 @@ def demo_templates() -> dict[str, Any]:
     }
 
 
-def decide(contacts: pd.DataFrame, /) -> pd.DataFrame:
+def decide(contacts: pd.DataFrame, /, *, resolver: Resolver | None = None) -> pd.DataFrame:
     """Clean ``contacts`` with notebook 1's decisions; a new frame with a ``segment`` column.
 
-    Typo suggestions are applied and the list cleaned again; throwaway domains and contacts
-    whose ``opt_in`` is not true are not sendable (reasons ``disposable`` and ``no_consent``);
-    the segment is the ``plan``.
+    Typo suggestions are applied and the list cleaned again (with ``resolver``, checking each
+    domain's MX hosts the second time); throwaway domains and contacts whose ``opt_in`` is not
+    true are not sendable (reasons ``disposable`` and ``no_consent``); the segment is the
+    ``plan``.
     """
     from .clean import clean
     from .segment import segment
@@ -184,7 +190,7 @@ def decide(contacts: pd.DataFrame, /) -> pd.DataFrame:
     fix = first["suggestion"].notna().to_numpy()
     fixed = contacts.copy()
     fixed.loc[fix, column] = first.loc[fix, "suggestion"]
-    cleaned = clean(fixed, column=column)
+    cleaned = clean(fixed, column=column, check_mx=resolver is not None, resolver=resolver)
     sendable = cleaned["sendable"].astype(bool)
     if "opt_in" in cleaned.columns:
         opted_in = cleaned["opt_in"].astype("string").str.strip().str.lower().isin(["true", "1"])
@@ -328,18 +334,6 @@ def run_demo(
     _say("smtpkit demo: a whole campaign against the embedded sandbox (nothing leaves this "
          "machine)")
     _say(f"  contacts  {len(frame):,} rows from {source}")
-    cleaned = decide(frame)
-    templates = demo_templates()
-    missing = sorted(set().union(*(t.fields for t in templates.values())) - set(cleaned.columns))
-    if missing:
-        raise MissingColumnError(
-            f"The demo's templates need the columns {', '.join(map(repr, missing))}, which the "
-            f"contact list ({source}) does not have; use a list like data/contacts.csv."
-        )
-    to_send = int(cleaned["sendable"].sum())
-    _say(f"  cleaned   {to_send:,} to send; typos fixed, duplicates, invalid, throwaway and "
-         "not-opted-in rows left out (each with a reason)")
-
     journal = folder / _JOURNAL
     maildir = folder / _MAILDIR
     box = Sandbox(World.default(seed=seed), auth=True, mailbox=maildir)
@@ -347,6 +341,20 @@ def run_demo(
     try:
         _say(f"  sandbox   {box.host}:{box.port}, STARTTLS and AUTH as {box.username}; "
              "World.default() with seed " + str(seed))
+        # the sandbox answers the DNS of its world: the list's domains are checked for MX hosts
+        cleaned = decide(frame, resolver=box.resolver)
+        templates = demo_templates()
+        missing = sorted(
+            set().union(*(t.fields for t in templates.values())) - set(cleaned.columns)
+        )
+        if missing:
+            raise MissingColumnError(
+                f"The demo's templates need the columns {', '.join(map(repr, missing))}, which "
+                f"the contact list ({source}) does not have; use a list like data/contacts.csv."
+            )
+        to_send = int(cleaned["sendable"].sum())
+        _say(f"  cleaned   {to_send:,} to send; typos fixed, duplicates, invalid, throwaway, "
+             "mail-less domains and not-opted-in rows left out (each with a reason)")
         # Default retries and no per-domain limits: yahoo.com's throttling (421 after 25 messages
         # on a connection, 452 beyond 120 in 5 s) is met by the engine's adaptive slowdown and
         # does not hold up the other domains.

@@ -469,6 +469,22 @@ def test_check_mx_asks_once_per_domain_and_caches_across_calls() -> None:
     assert len(backend.questions) == 2  # the second call is answered from the cache
 
 
+def test_check_mx_with_the_sandbox_resolver() -> None:
+    """The Sandbox's resolver answers its world's DNS: what the demo and notebooks clean with."""
+    from smtpkit.sandbox import Domain, Sandbox, World
+
+    world = World(seed=0, domains={"shop.example": Domain(),
+                                   "parked.example": Domain(dns="null_mx"),
+                                   "down.example": Domain(dns="servfail")})
+    frame = pd.DataFrame({"email": ["ann@shop.example", "bob@Parked.example",
+                                    "cy@gone.example", "dee@down.example"]})
+    with Sandbox(world) as box:
+        out = clean(frame, check_mx=True, resolver=box.resolver)
+    assert out["mx_ok"].tolist() == [True, False, False, pd.NA]
+    assert out["reason"].tolist() == ["ok", "null_mx", "nxdomain", "ok"]
+    assert out["sendable"].tolist() == [True, False, False, True]  # unknown keeps the row
+
+
 def test_no_mx_column_without_check_mx() -> None:
     assert "mx_ok" not in clean(FRAME).columns
 
