@@ -14,7 +14,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import os as _os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as _pd
 
 from . import accessor as _accessor  # noqa: F401  (registers df.smtpkit)
 from .bounces import (
@@ -134,7 +138,7 @@ __all__ = [
 
 # Defined after the imports on purpose: importing the ``smtpkit.outcomes`` module binds the
 # package attribute ``outcomes`` to the module; this function takes the name back.
-def outcomes(journal: Any, campaign: str, /) -> Any:
+def outcomes(journal: Journal | str | _os.PathLike[str], campaign: str, /) -> _pd.DataFrame:
     """The latest outcome of every recipient of ``campaign``, read from the journal file.
 
     Works from any process at any time, also while the campaign is running.
@@ -154,7 +158,7 @@ def outcomes(journal: Any, campaign: str, /) -> Any:
     return read_outcomes(journal, campaign)
 
 
-def attempts(journal: Any, campaign: str, /) -> Any:
+def attempts(journal: Journal | str | _os.PathLike[str], campaign: str, /) -> _pd.DataFrame:
     """Every SMTP attempt of ``campaign`` (one row per attempt), read from the journal file."""
     from .journal import read_attempts
 

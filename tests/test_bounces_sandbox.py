@@ -6,12 +6,9 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
-import pytest
-
+from smtpkit import sandbox
 from smtpkit.bounces import apply_bounces, read_bounces, suppressions
 from smtpkit.outcomes import outcomes_frame
-
-sandbox = pytest.importorskip("smtpkit.sandbox")
 
 PEOPLE = {
     "gone.later@example.com": "bounce_later",
