@@ -6,10 +6,13 @@ Rows are decided with vectorized pandas operations before anything is sent:
   are ``skipped`` with the frame's ``reason`` (or ``not_sendable``);
 * a frame without ``sendable`` sends every row whose address looks like ``local@domain.tld``;
   the others are ``skipped`` as ``missing_address`` / ``invalid_address``;
-* an address that appears again (ignoring case) is ``skipped`` as ``duplicate``: only its
-  first row is sent, so nobody gets the campaign twice;
+* an address that appears again is ``skipped`` as ``duplicate``: only its first row is sent,
+  so nobody gets the campaign twice. Addresses are compared by their envelope form
+  (:func:`smtpkit._address_key.address_key`: the domain in IDNA A-labels, the local part in
+  NFC, both lower case), so ``Ann@Bücher.example`` and ``ann@xn--bcher-kva.example`` are one
+  recipient, also in a frame that was not cleaned;
 * an address with a recorded hard bounce or complaint in the journal is ``skipped`` as
-  ``suppressed``.
+  ``suppressed`` (matched by the same key).
 
 The fingerprint of the rows to send (before suppression, which may change between runs) is
 what a resumed campaign must match. Rendering is lazy: :class:`RowSource` renders one
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._address_key import address_key, address_keys
 from ._send_results import release_memory
 from ._send_sched import Item
 from .compose import RowError, Template, make_message_id, render_message
@@ -89,8 +93,8 @@ class Plan:
     """What a send will do with each row (arrays indexed by row position).
 
     Addresses stay in an Arrow string array (compact); :meth:`values` gives Python strings
-    for the positions at hand, and :meth:`keys_at` their lower-case keys, so a plan of any size
-    holds no Python string per row.
+    for the positions at hand, and :meth:`keys_at` their keys (``address_key``), so a plan of
+    any size holds no Python string per row.
     """
 
     rows: int
@@ -108,10 +112,10 @@ class Plan:
         return [None if v is pd.NA or v is None else v for v in array.take(positions).tolist()]
 
     def keys_at(self, positions: np.ndarray, /) -> list[str | None]:
-        """The lower-case addresses (the keys duplicates and the journal go by) at
-        ``positions``; the same Arrow kernel as planning used, a few rows at a time."""
-        lowered = pd.Series(self.addresses.take(positions), copy=False).str.lower()
-        return [None if v is pd.NA or v is None else v for v in lowered.tolist()]
+        """The keys (``address_key``: what duplicates, suppression and the journal go by) of
+        the addresses at ``positions``; the same function as planning used."""
+        keys = address_keys(pd.Series(self.addresses.take(positions), copy=False))
+        return [None if v is pd.NA or v is None else v for v in keys.tolist()]
 
 
 def plan_rows(
@@ -128,7 +132,7 @@ def plan_rows(
     plausible = text.str.fullmatch(_PLAUSIBLE).fillna(False).to_numpy(dtype=bool)
     text = text.where(~missing)
     addresses = text.array
-    keys_series = text.str.lower()  # an Arrow kernel: no Python string per row
+    keys_series = address_keys(text)  # Arrow kernels for ASCII: no Python string per row
     keys = keys_series.array
     skip_status = np.full(rows, None, dtype=object)
     skip_reason = np.full(rows, None, dtype=object)
@@ -306,7 +310,6 @@ class RowSource:
         self._attempts = attempts
         self._on_row_error = on_row_error
         self._series = [frame[c] for c in columns]
-        self._idna: dict[str, str] = {}
         self._start = 0  # where the next chunk of ``positions`` begins
         self._i = 0  # the next row within the current chunk
         self._n = 0
@@ -335,15 +338,11 @@ class RowSource:
         self._i, self._n = 0, len(chunk)
         return True
 
-    def _domain_of(self, key: str | None) -> str:
-        """The recipient domain as the rendered message will have it (IDNA, lower case)."""
-        domain = key.rpartition("@")[2] if key else ""
-        if domain.isascii():
-            return domain
-        found = self._idna.get(domain)
-        if found is None:
-            found = self._idna[domain] = recipient_domain(key)
-        return found
+    @staticmethod
+    def _domain_of(key: str | None) -> str:
+        """The recipient domain as the rendered message will have it (IDNA, lower case): the
+        domain of the row's key."""
+        return key.rpartition("@")[2] if key else ""
 
     def peek(self) -> str | None:
         """The recipient domain of the next row; None when every row was taken."""
@@ -402,16 +401,9 @@ class RowSource:
 
 
 def recipient_domain(address: str | None, /) -> str:
-    """The domain of an address as the send engine schedules it: lower case, IDNA A-labels."""
-    domain = address.rpartition("@")[2].lower() if address else ""
-    if domain.isascii():
-        return domain
-    try:
-        import idna
-
-        return idna.encode(domain, uts46=True).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError):
-        return domain
+    """The domain of an address as the send engine schedules it: lower case, IDNA A-labels
+    (the domain of its ``address_key``)."""
+    return address_key(address).rpartition("@")[2] if address else ""
 
 
 def _iterate(source: RowSource) -> Iterator[Item]:

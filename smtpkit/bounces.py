@@ -81,6 +81,7 @@ from typing import Any
 
 import pandas as pd
 
+from ._address_key import address_keys
 from ._bounce_classify import HARD_REASONS, REASONS
 from ._bounce_parse import MAX_PARSE_BYTES, BounceRecord, parse_message
 from ._bounce_sources import IMAPSource, iter_messages
@@ -445,15 +446,19 @@ def suppressions(journal: Any, /) -> pd.DataFrame:
     """The addresses that must not be mailed again: hard bounces and complaints, one row each.
 
     ``journal`` is a journal path or ``Journal`` (all its recorded reports), or a bounce frame
-    such as ``read_bounces`` returns. Columns: ``SUPPRESSION_COLUMNS`` (``email`` lower-cased,
-    the ``reason``, ``kind`` and ``when`` of the latest report that suppresses it). Feed it to
-    ``clean(..., suppress=...)`` or ``send``.
+    such as ``read_bounces`` returns. Columns: ``SUPPRESSION_COLUMNS`` (``email`` as the send
+    engine keys addresses: lower case, NFC, the domain in IDNA A-labels, so that the spellings
+    of one address are one row; the ``reason``, ``kind`` and ``when`` of the latest report
+    that suppresses it). Feed it to ``clean(..., suppress=...)``; ``send`` reads the journal's
+    reports itself, by the same key.
 
     Example:
         >>> frame = bounces_frame([BounceRecord("Ann@Example.net", "bounce", "user_unknown", True),
+        ...                        BounceRecord("ann@bücher.example", "complaint", "complaint",
+        ...                                     True),
         ...                        BounceRecord("bob@example.net", "delay", "mailbox_full")])
         >>> suppressions(frame)["email"].tolist()
-        ['ann@example.net']
+        ['ann@example.net', 'ann@xn--bcher-kva.example']
     """
     if isinstance(journal, pd.DataFrame):
         frame = journal
@@ -466,7 +471,7 @@ def suppressions(journal: Any, /) -> pd.DataFrame:
     keep = keep[keep["recipient"].notna()]
     rows = pd.DataFrame(
         {
-            "email": keep["recipient"].astype("string").str.strip().str.lower(),
+            "email": address_keys(keep["recipient"].astype("string").str.strip()),
             "reason": keep["reason"].astype("string") if "reason" in keep.columns else pd.NA,
             "kind": keep["kind"].astype("string"),
             "when": keep["arrived_at"] if "arrived_at" in keep.columns else pd.NaT,

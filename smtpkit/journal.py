@@ -28,10 +28,14 @@ Durability: with the default ``synchronous="normal"`` everything written survive
 process being killed (SIGKILL, a Jupyter kernel restart); ``synchronous="full"`` also survives
 a power cut: intents are synced to disk (grouped) before the final ".", and every commit too.
 
+Reading never creates a file: a path where no journal was written raises ``JournalError``.
+
 Example:
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "journal.db")
     >>> j = Journal(path)
+    >>> j.record_bounces(None, pd.DataFrame(columns=list(BOUNCE_COLUMNS)))  # creates the file
+    0
     >>> j.campaigns().empty
     True
 """
@@ -53,6 +57,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ._address_key import address_key
 from .errors import JournalError, MissingColumnError
 from .outcomes import ATTEMPT_DTYPES, OUTCOME_COLUMNS, OUTCOME_DTYPES, coerce_dtypes
 
@@ -211,7 +216,8 @@ _ROW_COLUMNS = [
 def recipient_token(campaign: str, address: str, /) -> str:
     """The token that names one recipient of one campaign in its VERP envelope sender.
 
-    16 hexadecimal digits, stable across runs (a retry reuses it), unique in practice.
+    16 hexadecimal digits, stable across runs (a retry reuses it), unique in practice; the
+    same for every spelling of the address that has the same ``address_key``.
 
     Example:
         >>> token = recipient_token("spring", "Ann@Example.com")
@@ -221,7 +227,7 @@ def recipient_token(campaign: str, address: str, /) -> str:
         16
     """
     return hashlib.blake2b(
-        f"{campaign}\0{address.casefold()}".encode("utf-8", "surrogatepass"), digest_size=8
+        f"{campaign}\0{address_key(address)}".encode("utf-8", "surrogatepass"), digest_size=8
     ).hexdigest()
 
 
@@ -357,6 +363,11 @@ def _connect(
             raise JournalError(
                 f"{path!r} is an SQLite file but not a smtpkit journal; choose another file name."
             )
+        if not create and "campaigns" not in tables:  # an empty file: nothing was written
+            raise JournalError(
+                f"There is no journal in {path!r} (the file is empty); pass the file that "
+                "send(..., journal=...) wrote."
+            )
         if version > SCHEMA_VERSION:
             raise JournalError(
                 f"The journal {path!r} was written by a newer smtpkit (layout {version}); "
@@ -384,13 +395,22 @@ class Journal:
     """A campaign journal file: what was sent, to whom, with what result; resumable.
 
     Parameters:
-        path: the SQLite file (created on first use by ``send``).
+        path: the SQLite file (created on first use by ``send`` or ``record_bounces``; the
+            readers ``campaigns``, ``bounces``, ``outcomes``, ``attempts`` raise
+            ``JournalError`` where there is none, so a mistyped path is never taken for an
+            empty journal).
         synchronous: ``"normal"`` (survives a killed process) or ``"full"`` (also a power cut;
             slower).
 
     Example:
         >>> import tempfile, os
         >>> j = Journal(os.path.join(tempfile.mkdtemp(), "j.db"))
+        >>> j.campaigns()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        smtpkit.errors.JournalError: There is no journal at '...'; pass the file that \
+send(..., journal=...) wrote.
+        >>> _ = j.record_bounces(None, pd.DataFrame(columns=list(BOUNCE_COLUMNS)))
         >>> list(j.campaigns().columns)[:3]
         ['campaign', 'state', 'rows']
     """
@@ -410,7 +430,8 @@ class Journal:
     def __repr__(self) -> str:
         return f"Journal({self.path!r})"
 
-    def _connection(self, *, create: bool = True) -> sqlite3.Connection:
+    def _connection(self, *, create: bool = False) -> sqlite3.Connection:
+        # readers never create the file: a mistyped path is an error, not an empty journal
         return _connect(self.path, create=create, synchronous=self.synchronous)
 
     def campaigns(self) -> pd.DataFrame:
@@ -494,7 +515,7 @@ class Journal:
                 _str_or_none(fields["reason"]), None if hard is None else int(bool(hard)), at,
                 _str_or_none(fields["bounce_to"]), _str_or_none(fields["diagnostic"]), now,
             ))
-        conn = self._connection()
+        conn = self._connection(create=True)
         try:
             before = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
@@ -618,10 +639,7 @@ def read_outcomes(
         names = _index_names(conn, campaign)
     finally:
         conn.close()
-    result = _finish_outcomes(frame, bounces)
-    if names is not None and len(names) == result.index.nlevels:
-        result.index.names = names
-    return result
+    return _finish_outcomes(frame, bounces, names=names)
 
 
 def _index_names(conn: sqlite3.Connection, campaign: str) -> list[str | None] | None:
@@ -799,17 +817,32 @@ def _norm_column(values: pd.Series) -> pd.Series:
     return values.astype("string").str.strip().str.strip("<>").str.strip().str.lower()
 
 
-def _finish_outcomes(frame: pd.DataFrame, bounces: pd.DataFrame, *, labels: bool = True
-                     ) -> pd.DataFrame:
-    """Apply recorded bounces, keep OUTCOME_COLUMNS, and index by the stored row labels
-    (``labels=False``: by position, for a caller that has the frame's own index)."""
+def _finish_outcomes(frame: pd.DataFrame, bounces: pd.DataFrame, *, labels: bool = True,
+                     names: list[str | None] | None = None) -> pd.DataFrame:
+    """Apply recorded bounces, keep OUTCOME_COLUMNS, and index by the stored row labels with
+    the input's index ``names`` (``labels=False``: by position, for a caller that has the
+    frame's own index)."""
     if not bounces.empty and not frame.empty:
         _apply_recorded_bounces(frame, bounces)
     result = frame[list(OUTCOME_COLUMNS)]
     if labels:
         values = [_label_value(t) for t in frame["row_label"].astype(object)]
-        result.index = pd.Index(values, tupleize_cols=False) if values else pd.RangeIndex(0)
+        result.index = _label_index(values, names)
     return result
+
+
+def _label_index(labels: list[Any], names: list[str | None] | None) -> pd.Index:
+    """The input frame's row labels as an index again: a MultiIndex when the input had one
+    (its labels are stored as tuples), with the input's index names."""
+    levels = len(names) if names else 1
+    if levels > 1 and all(isinstance(v, tuple) and len(v) == levels for v in labels):
+        if not labels:
+            return pd.MultiIndex.from_arrays([[] for _ in range(levels)], names=names)
+        return pd.MultiIndex.from_tuples(labels, names=names)
+    index = pd.Index(labels, tupleize_cols=False) if labels else pd.RangeIndex(0)
+    if names is not None and len(names) == 1:
+        index = index.rename(names[0])
+    return index
 
 
 # Which report wins when several match one row (then the latest of them), and what it makes
@@ -934,9 +967,7 @@ def read_attempts(
         frame = coerce_dtypes(pd.DataFrame({c: [] for c in columns}), ATTEMPT_DTYPES)
     labels = [_label_value(t) for t in frame["row_label"].astype(object)]
     result = frame[list(ATTEMPT_DTYPES)].reset_index(drop=True)
-    result.index = pd.Index(labels, tupleize_cols=False) if labels else pd.RangeIndex(0)
-    if names is not None and len(names) == result.index.nlevels:
-        result.index.names = names
+    result.index = _label_index(labels, names)
     return result
 
 
@@ -980,22 +1011,23 @@ def fingerprint(positions: np.ndarray, keys: Iterable[str]) -> str:
 
 
 def suppressed_addresses(journal: Journal | str | os.PathLike[str], /) -> set[str]:
-    """Case-folded addresses with a recorded hard bounce or complaint (any campaign).
+    """The keys (``address_key``) of addresses with a recorded hard bounce or complaint (any
+    campaign): what the send engine matches its rows' keys against.
 
-    A bounce names its recipient, or is matched to one by VERP envelope sender or Message-ID.
+    A bounce names its recipient, or is matched to one by VERP envelope sender.
     """
     path = _path_of(journal)
     conn = _connect(path, create=False)
     try:
         found = {
-            str(r[0]).casefold()
+            address_key(str(r[0]).strip().strip("<>").strip())
             for r in conn.execute(
                 "SELECT recipient FROM bounces WHERE recipient IS NOT NULL AND "
                 "(kind = 'complaint' OR (kind = 'bounce' AND hard = 1))"
             )
         }
         found.update(
-            str(r[0])
+            address_key(str(r[0]))  # an rkey of an older journal may be lower case only
             for r in conn.execute(
                 # only a VERP sender names one recipient (without VERP every row has the
                 # template's sender, and a report to it would suppress them all)

@@ -34,6 +34,7 @@ __all__ = [
     "address_column",
     "batches",
     "group_positions",
+    "require_unique_columns",
     "segment",
 ]
 
@@ -42,6 +43,28 @@ SEGMENT_COLUMN = "segment"
 #: The segment of rows no rule (or no split arm) claims.
 DEFAULT_SEGMENT = "other"
 _ADDRESS_COLUMNS = ("email_normalized", "email")
+
+
+def require_unique_columns(frame: pd.DataFrame, /) -> None:
+    """Raise ``InputError`` naming the column names that appear more than once in ``frame``
+    (which of them a row's value comes from would be a guess).
+
+    Example:
+        >>> require_unique_columns(pd.DataFrame([[1, 2]], columns=["a", "a"]))
+        Traceback (most recent call last):
+        ...
+        smtpkit.errors.InputError: The frame has more than one column named 'a', so it is not \
+clear which one to use; rename or drop the extra ones (frame.loc[:, \
+~frame.columns.duplicated()] keeps the first of each) and try again.
+    """
+    if frame.columns.is_unique:
+        return
+    repeated = list(dict.fromkeys(frame.columns[frame.columns.duplicated()]))
+    raise InputError(
+        f"The frame has more than one column named {', '.join(map(repr, repeated))}, so it is "
+        "not clear which one to use; rename or drop the extra ones (frame.loc[:, "
+        "~frame.columns.duplicated()] keeps the first of each) and try again."
+    )
 
 
 def address_column(frame: pd.DataFrame, /) -> str:
@@ -82,6 +105,7 @@ def segment(
     """
     if not isinstance(frame, pd.DataFrame):
         raise InputError(f"segment() takes a DataFrame, not {type(frame).__name__}.")
+    require_unique_columns(frame)
     given = [name for name, value in (("by", by), ("rules", rules), ("split", split))
              if value is not None]
     if len(given) != 1:
@@ -199,6 +223,7 @@ def batches(
         raise ConfigError(f"The batch size must be a whole number of rows above 0, not {size!r}.")
     if by is None:
         return [frame.iloc[start : start + size] for start in range(0, len(frame), size)]
+    require_unique_columns(frame)
     if by not in frame.columns:
         raise MissingColumnError(
             f"batches(by={by!r}): there is no such column; the frame has "

@@ -14,7 +14,9 @@ Statuses:
     follow; see ``smtpkit.apply_bounces``).
 ``deferred``
     Temporarily refused (4xx, greylisting, throttling, connection refused or lost before the
-    message data, DNS timeout) and the retries ran out. Running the same send again retries it.
+    message data, DNS timeout) and the retries ran out; or, in direct MX delivery, none of the
+    domain's MX hosts could be reached over verified TLS (``tls_failed``, ``tls_unavailable``:
+    not retried within the run). Running the same send again retries it.
 ``failed``
     Permanently refused (5xx, such as ``user_unknown``), or the row cannot become a message
     (``missing_field``, ``unsafe_header``, ``invalid_recipient``, ``smtputf8_required`` ...).
@@ -93,7 +95,7 @@ from ._send_plan import (
 )
 from ._send_report import Progress, notify_message, notify_text
 from ._send_results import Results
-from ._send_routes import Pool, Route, Router
+from ._send_routes import TLS_REASONS, Pool, Route, Router
 from ._send_sched import Item, Pace, Scheduler
 from .compose import RowError, Template
 from .config import MXDelivery, SMTPConfig
@@ -108,6 +110,7 @@ from .journal import (
     has_bounces,
 )
 from .outcomes import OUTCOME_COLUMNS, OUTCOME_DTYPES, coerce_dtypes
+from .segment import require_unique_columns
 from .transport import Envelope, SMTPConnection, SMTPReply, TransportError
 
 __all__ = [
@@ -295,6 +298,7 @@ def _check_options(
 ) -> tuple[Pace | None, dict[str, Limit], list[str]]:
     if not isinstance(frame, pd.DataFrame):
         raise InputError(f"send() takes a pandas DataFrame first, not {type(frame).__name__}.")
+    require_unique_columns(frame)
     if not isinstance(campaign, str) or not campaign.strip() or len(campaign) > 200 or \
             re.search(r"[\x00-\x1f\x7f]", campaign):
         raise ConfigError(
@@ -813,6 +817,10 @@ class _Run:
             # about the account or the connection, not this recipient: keep it retryable
             self._record(item, reply, server, started, latency, "deferred", final=True)
             raise CampaignAborted(self._abort_text(reply, server))
+        elif reply.reason in TLS_REASONS and self.router.direct:
+            # no MX host of the domain could be reached over verified TLS: about its servers,
+            # not the recipient, and the same for the rest of this run; a later run tries again
+            self._record(item, reply, server, started, latency, "deferred", final=True)
         elif kind == "permanent":
             self._record(item, reply, server, started, latency, "failed", final=True)
         elif reply.reason == "connection_closed" and not fresh and \
@@ -1133,7 +1141,7 @@ async def _notify(result: pd.DataFrame, run: _Run, relays: Sequence[SMTPConfig] 
     router = Router(relays)
     problems: list[str] = []
     for address in to:
-        route = await router.route(address.rpartition("@")[2].lower())
+        route = await router.route(recipient_domain(address))
         if isinstance(route, SMTPReply):
             problems.append(f"{address}: {route.message}")
             continue

@@ -19,6 +19,7 @@ import pytest
 
 from smtpkit.errors import JournalError, MissingColumnError
 from smtpkit.journal import (
+    BOUNCE_COLUMNS,
     STATUS_CODES,
     CampaignLog,
     Journal,
@@ -99,7 +100,8 @@ def test_missing_journal_and_campaign_are_clear_errors(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     with pytest.raises(JournalError, match="There is no journal at"):
         read_outcomes(path, "spring")
-    Journal(path).campaigns()  # creates an empty journal
+    assert not path.exists()  # reading never creates the file
+    Journal(path).record_bounces(None, pd.DataFrame(columns=list(BOUNCE_COLUMNS)))  # writing does
     with pytest.raises(JournalError) as caught:
         read_outcomes(path, "spring")
     assert str(caught.value) == f"The journal {str(path)!r} has no campaign 'spring'; it has: none."

@@ -156,3 +156,19 @@ def test_accessor_matches_the_functions(frame: pd.DataFrame) -> None:
     via = frame.smtpkit.segment(rules={"vip": "plan == 'enterprise'"})
     assert via["segment"].tolist() == segment(frame, rules={"vip": "plan == 'enterprise'"})[
         "segment"].tolist()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda f: segment(f, by="plan"), id="segment-by"),
+        pytest.param(lambda f: segment(f, rules={"v": "plan == 'p'"}), id="segment-rules"),
+        pytest.param(lambda f: segment(f, split={"A": 0.5}), id="segment-split"),
+        pytest.param(lambda f: batches(f, 1, by="plan"), id="batches-by"),
+    ],
+)
+def test_duplicated_column_names_are_a_clear_error(call: object) -> None:
+    frame = pd.DataFrame([["a@x.com", "p", "q"]], columns=["email", "plan", "plan"])
+    with pytest.raises(InputError) as caught:
+        call(frame)  # type: ignore[operator]
+    assert str(caught.value).startswith("The frame has more than one column named 'plan', so it")
