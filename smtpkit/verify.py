@@ -79,7 +79,8 @@ class VerifyReport:
         for step in self.steps:
             if step.name == name:
                 return step
-        raise KeyError(name)
+        names = ", ".join(repr(step.name) for step in self.steps)
+        raise InputError(f"This report has no step {name!r}; its steps are {names}.")
 
     def to_frame(self) -> pd.DataFrame:
         """The steps as a frame: step, state, detail, fix, ms."""

@@ -159,3 +159,13 @@ def test_mx_delivery_is_refused_with_advice() -> None:
 
     with pytest.raises(InputError, match="verify the config of one MX host"):
         verify(MXDelivery())  # type: ignore[arg-type]
+
+
+def test_asking_for_a_step_the_report_lacks_names_the_steps() -> None:
+    from smtpkit.errors import InputError
+    from smtpkit.verify import VerifyReport, VerifyStep
+
+    report = VerifyReport(server="127.0.0.1:25", tls_mode="none",
+                          steps=(VerifyStep("connect", "ok", "connected"),))
+    with pytest.raises(InputError, match=r"no step 'auth'; its steps are 'connect'"):
+        report.step("auth")
