@@ -75,9 +75,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.message
+import mailbox
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pandas as pd
 
@@ -86,6 +87,14 @@ from ._bounce_classify import HARD_REASONS, REASONS
 from ._bounce_parse import MAX_PARSE_BYTES, BounceRecord, parse_message
 from ._bounce_sources import IMAPSource, iter_messages
 from .errors import InputError, JournalError, MissingColumnError
+
+if TYPE_CHECKING:
+    from .journal import Journal
+
+#: Where reports are read from: a path (.eml file or folder, mbox, Maildir), a mailbox, or IMAP.
+BounceSource: TypeAlias = "str | os.PathLike[str] | mailbox.Mailbox[Any] | IMAPSource"
+#: A moment as ``since=`` takes it: a datetime or date, a pandas Timestamp or an ISO string.
+Moment: TypeAlias = "dt.datetime | dt.date | pd.Timestamp | str"
 
 __all__ = [
     "APPLIED_COLUMNS",
@@ -202,7 +211,7 @@ def _utc(value: Any, name: str) -> dt.datetime:
     return stamp.to_pydatetime()
 
 
-def read_bounces(source: Any, /, *, since: Any = None) -> pd.DataFrame:
+def read_bounces(source: BounceSource, /, *, since: Moment | None = None) -> pd.DataFrame:
     """Read every report in ``source`` into a bounce frame (``BOUNCE_COLUMNS``, one row each).
 
     ``source`` is a path to a ``.eml`` file, a folder of ``.eml`` files, an mbox file or a
@@ -280,7 +289,7 @@ def apply_bounces(
     bounces: pd.DataFrame,
     /,
     *,
-    journal: Any = None,
+    journal: Journal | str | os.PathLike[str] | None = None,
     campaign: str | None = None,
 ) -> pd.DataFrame:
     """A new outcome frame with the reports in ``bounces`` folded in (the inputs are untouched).
@@ -442,7 +451,7 @@ def _journal(journal: Any) -> Any:
     )
 
 
-def suppressions(journal: Any, /) -> pd.DataFrame:
+def suppressions(journal: Journal | str | os.PathLike[str] | pd.DataFrame, /) -> pd.DataFrame:
     """The addresses that must not be mailed again: hard bounces and complaints, one row each.
 
     ``journal`` is a journal path or ``Journal`` (all its recorded reports), or a bounce frame

@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .errors import SmtpkitError
+
+if TYPE_CHECKING:
+    from .bounces import IMAPSource
 
 __all__ = ["main"]
 
@@ -366,7 +369,7 @@ def _add_bounces(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Ru
     return _run_bounces
 
 
-def _bounce_source(args: argparse.Namespace) -> object:
+def _bounce_source(args: argparse.Namespace) -> str | IMAPSource:
     import os
     from urllib.parse import unquote, urlsplit
 
