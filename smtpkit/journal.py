@@ -11,8 +11,9 @@ How "nothing lost, nothing sent twice" works:
   which is in the kernel's page cache, safe from the process being killed, the moment the
   store is done (no system call per message). After the
   reply, the attempt is recorded in the SQLite journal. Nothing waits for those writes: they
-  are committed in groups (every 10 ms or 1024 writes), so journaling costs microseconds per
-  message, not a transaction.
+  are committed in groups (every 20 ms or 4096 writes), so journaling costs microseconds per
+  message, not a transaction. (A process killed within those 20 ms leaves the replies of that
+  moment ``unknown``, below: never sent twice, at worst not known to be sent.)
 * On resume, an intent without a recorded attempt is ``unknown``: the process died between the
   final "." and the reply (or before the reply was committed), so the server may have the
   message. It is never re-sent. A message with no intent never reached its final "." and is
@@ -80,7 +81,7 @@ __all__ = [
 ]
 
 #: Version of the table layout written in the file (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Columns ``record_bounces`` reads from a ``read_bounces`` frame.
 BOUNCE_COLUMNS: tuple[str, ...] = (
     "recipient",
@@ -108,7 +109,8 @@ _BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
-    campaign TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    campaign TEXT NOT NULL UNIQUE,
     identity TEXT NOT NULL,
     rows INTEGER NOT NULL,
     to_send INTEGER NOT NULL,
@@ -121,29 +123,49 @@ CREATE TABLE IF NOT EXISTS campaigns (
     heartbeat REAL,
     options TEXT
 );
--- one row per SMTP attempt; a recipient's status is that of its latest attempt
-CREATE TABLE IF NOT EXISTS attempts (
-    campaign TEXT NOT NULL,
+-- one row per SMTP attempt (read them through the attempts view below); a recipient's status
+-- is that of its latest attempt. What repeats from row to row (status, reason, reply code,
+-- server, segment) is stored once per campaign as a "kind" (attempt_kinds), so a row holds
+-- a small integer for it: the engine writes thousands of these rows a second.
+CREATE TABLE IF NOT EXISTS attempt_log (
+    campaign_id INTEGER NOT NULL,  -- campaigns.id
     position INTEGER NOT NULL,
     attempt INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    reason TEXT,
-    smtp_code INTEGER,
-    smtp_status TEXT,
+    kind INTEGER NOT NULL,  -- attempt_kinds.kind of this campaign
     smtp_message TEXT,
     started_at REAL,
     finished_at REAL,
     latency_ms REAL,
     message_id TEXT,
-    server TEXT,
-    segment TEXT,
     recipient TEXT,
     rkey TEXT,
     token TEXT,
     envelope_sender TEXT,
     row_label TEXT,
-    PRIMARY KEY (campaign, position, attempt)
+    PRIMARY KEY (campaign_id, position, attempt)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attempt_kinds (
+    campaign_id INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    smtp_code INTEGER,
+    smtp_status TEXT,
+    server TEXT,
+    segment TEXT,
+    PRIMARY KEY (campaign_id, kind)
+) WITHOUT ROWID;
+-- every attempt with its columns by name (the layout of version 1's attempts table)
+CREATE VIEW IF NOT EXISTS attempts AS
+SELECT c.campaign AS campaign, a.position AS position, a.attempt AS attempt, k.state AS state,
+       k.reason AS reason, k.smtp_code AS smtp_code, k.smtp_status AS smtp_status,
+       a.smtp_message AS smtp_message, a.started_at AS started_at,
+       a.finished_at AS finished_at, a.latency_ms AS latency_ms, a.message_id AS message_id,
+       k.server AS server, k.segment AS segment, a.recipient AS recipient, a.rkey AS rkey,
+       a.token AS token, a.envelope_sender AS envelope_sender, a.row_label AS row_label
+FROM attempt_log AS a
+LEFT JOIN campaigns AS c ON c.id = a.campaign_id
+LEFT JOIN attempt_kinds AS k ON k.campaign_id = a.campaign_id AND k.kind = a.kind;
 -- rows settled without an attempt in the latest run (skipped, or not renderable); such a row
 -- outranks the row's attempts, and is removed when the row gets a new attempt
 CREATE TABLE IF NOT EXISTS settled (
@@ -179,14 +201,31 @@ CREATE INDEX IF NOT EXISTS bounces_campaign ON bounces (campaign);
 """
 
 _ATTEMPT_FIELDS = (
-    "campaign", "position", "attempt", "state", "reason", "smtp_code", "smtp_status",
-    "smtp_message", "started_at", "finished_at", "latency_ms", "message_id", "server", "segment",
-    "recipient", "rkey", "token", "envelope_sender", "row_label",
+    "campaign_id", "position", "attempt", "kind", "smtp_message", "started_at", "finished_at",
+    "latency_ms", "message_id", "recipient", "rkey", "token", "envelope_sender", "row_label",
 )
+# Python's sqlite3 binds None through its adapter lookup, several times slower than a string or
+# a number: the writer binds 0 for a missing VERP token (common: verp=False) and the statement
+# stores NULL (a token is text, never the number 0).
+_ATTEMPT_VALUES = "(" + ", ".join(
+    "NULLIF(?, 0)" if f == "token" else "?" for f in _ATTEMPT_FIELDS
+) + ")"
 # (the column names below are constants: no injection)
 _PUT_ATTEMPT = (
-    f"INSERT OR REPLACE INTO attempts ({', '.join(_ATTEMPT_FIELDS)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' * len(_ATTEMPT_FIELDS))})"
+    f"INSERT OR REPLACE INTO attempt_log ({', '.join(_ATTEMPT_FIELDS)}) "  # noqa: S608
+    f"VALUES {_ATTEMPT_VALUES}"
+)
+# Rows per multi-row INSERT: one statement (one step) for many rows saves the per-row work of
+# executemany (448 parameters: within any SQLite's limit of 999).
+_ATTEMPTS_PER_INSERT = 32
+_PUT_ATTEMPTS = (
+    f"INSERT OR REPLACE INTO attempt_log ({', '.join(_ATTEMPT_FIELDS)}) "  # noqa: S608
+    f"VALUES {', '.join([_ATTEMPT_VALUES] * _ATTEMPTS_PER_INSERT)}"
+)
+_KIND_FIELDS = ("state", "reason", "smtp_code", "smtp_status", "server", "segment")
+_PUT_KIND = (
+    f"INSERT INTO attempt_kinds (campaign_id, kind, {', '.join(_KIND_FIELDS)}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _PUT_SETTLED = (
     "INSERT OR REPLACE INTO settled (campaign, position, row_label, recipient, rkey, segment, "
@@ -373,13 +412,21 @@ def _connect(
                 f"The journal {path!r} was written by a newer smtpkit (layout {version}); "
                 "upgrade smtpkit to read it."
             )
+        if version < SCHEMA_VERSION and "campaigns" in tables:
+            raise JournalError(
+                f"The journal {path!r} was written by an older smtpkit (layout {version}; this "
+                f"one reads layout {SCHEMA_VERSION}). Read or resume its campaigns with the "
+                "smtpkit that wrote it, or pass a new journal file."
+            )
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
         conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
         if create and version == 0:
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # in one transaction: another process sees no table or every table and the version
+            conn.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise JournalError(
@@ -531,7 +578,11 @@ send(..., journal=...) wrote.
             conn.close()
 
     def bounces(self, campaign: str | None = None, /) -> pd.DataFrame:
-        """The bounces recorded (for one campaign, or all), one row each, oldest first."""
+        """The bounces recorded (for one campaign, or all), one row each, oldest first.
+
+        ``recipient`` is the address the report names or, when it names none, the recipient
+        its VERP envelope sender (``bounce_to``) was made for.
+        """
         conn = self._connection()
         try:
             query = (
@@ -544,6 +595,12 @@ send(..., journal=...) wrote.
                 params = (campaign,)
             frame = pd.read_sql_query(query + " ORDER BY arrived_at, recorded_at", conn,
                                       params=params)
+            unnamed = frame["recipient"].isna() & frame["bounce_to"].notna()
+            if unnamed.any():
+                by_sender = _verp_recipients(conn, frame.loc[unnamed, "bounce_to"].tolist())
+                frame.loc[unnamed, "recipient"] = [
+                    by_sender.get(str(sender).lower()) for sender in frame.loc[unnamed, "bounce_to"]
+                ]
         finally:
             conn.close()
         frame["hard"] = frame["hard"].astype("boolean")
@@ -1008,6 +1065,22 @@ def fingerprint(positions: np.ndarray, keys: Iterable[str]) -> str:
         digest.update(key.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def _verp_recipients(conn: sqlite3.Connection, senders: list[str]) -> dict[str, str]:
+    """Lower-cased VERP envelope sender -> the recipient it was made for (only VERP senders
+    name one recipient: without VERP every row has the template's sender)."""
+    wanted = sorted({sender.lower() for sender in senders})
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for sender, recipient in conn.execute(
+            "SELECT DISTINCT lower(envelope_sender), recipient FROM attempts "  # noqa: S608
+            f"WHERE token IS NOT NULL AND lower(envelope_sender) IN ({marks})", chunk
+        ):
+            found.setdefault(sender, recipient)
+    return found
 
 
 def suppressed_addresses(journal: Journal | str | os.PathLike[str], /) -> set[str]:
