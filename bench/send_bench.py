@@ -247,18 +247,39 @@ def with_smtpkit(port: int, frame: pd.DataFrame, *, journal: bool
 
 # --- peak RSS in a subprocess -------------------------------------------------------------------
 
-_RSS_CHILD = """
-import gc, json, os, resource, sys, tempfile, time
-sys.path.insert(0, {bench!r})
-import send_bench
-import smtpkit
-
-def vm(field):
+def vm(field: str) -> float | None:
+    """This process's ``/proc/self/status`` memory field (VmRSS, VmHWM ...) in MB (Linux)."""
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return None
+
+
+def peak_mb(reset: bool) -> float | None:
+    """Peak RSS in MB since :func:`reset_peak` (or since the start, when it could not reset)."""
+    if reset:
+        return vm("VmHWM")
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) so that what follows is measured alone."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
+
+
+_RSS_CHILD = """
+import gc, json, os, resource, sys, tempfile, time
+sys.path.insert(0, {bench!r})
+import send_bench
+import smtpkit
 
 port, n = int(sys.argv[1]), int(sys.argv[2])
 frame = send_bench.contacts(n)
@@ -267,19 +288,14 @@ template = smtpkit.Template(subject=send_bench.SUBJECT, text=send_bench.BODY,
 config = smtpkit.SMTPConfig("127.0.0.1", port, tls="none", local_hostname="bench.example")
 gc.collect()
 # measure the send, not the building of the test frame: reset the peak (Linux: VmHWM)
-try:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    reset = True
-except OSError:
-    reset = False
-before = vm("VmRSS")
+reset = send_bench.reset_peak()
+before = send_bench.vm("VmRSS")
 with tempfile.TemporaryDirectory() as folder:
     started = time.perf_counter()
     result = smtpkit.send(frame, template, config, campaign="rss",
                           journal=os.path.join(folder, "rss.db"), concurrency=16, progress=False)
     elapsed = time.perf_counter() - started
-peak = vm("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = send_bench.peak_mb(reset)
 if len(sys.argv) > 3:  # keep the returned frame for the floor measurement
     result.to_feather(sys.argv[3])
 print(json.dumps({{"rows": n, "sent": int((result["status"] == "sent").sum()),
@@ -298,26 +314,14 @@ import pyarrow.feather as feather
 import send_bench
 import smtpkit  # the same modules loaded as in the send child
 
-def vm(field):
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return None
-
 n, saved = int(sys.argv[1]), sys.argv[2]
 frame = send_bench.contacts(n)
 gc.collect()
-try:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    reset = True
-except OSError:
-    reset = False
-before = vm("VmRSS")
+reset = send_bench.reset_peak()
+before = send_bench.vm("VmRSS")
 # memory-mapped and zero-copy where the types allow: the frame itself, hardly any temporary
 result = feather.read_table(saved, memory_map=True).to_pandas()
-peak = vm("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = send_bench.peak_mb(reset)
 print(json.dumps({{"rows": n, "peak_rss_mb": peak, "rss_before_mb": before,
                   "result_mb": result.memory_usage(deep=True).sum() / 2**20}}))
 """

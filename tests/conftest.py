@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,9 @@ def corpus(name: str) -> Path:
     if not folder.is_dir():
         pytest.skip(f"corpus {name!r} not found at {folder} (only present beside a dev checkout)")
     return folder
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must get Ctrl-C as KeyboardInterrupt: a shell starts
+    background jobs (``cmd &``, nohup) with SIGINT ignored, and the child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -11,6 +11,7 @@ import textwrap
 import threading
 
 import pytest
+from conftest import default_sigint
 
 from smtpkit import _portal
 
@@ -96,7 +97,8 @@ def test_keyboard_interrupt_cancels_the_coroutine_and_lets_it_clean_up(tmp_path)
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy(),
+        preexec_fn=default_sigint,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
+from conftest import default_sigint
 
 from smtpkit import _portal
 from smtpkit._sample import (
@@ -888,6 +889,7 @@ def test_cli_runs_standalone_until_ctrl_c() -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=default_sigint,
     )
     try:
         assert process.stdout is not None

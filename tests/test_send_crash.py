@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import default_sigint
 
 import smtpkit
 from smtpkit.journal import inflight_path
@@ -81,7 +82,8 @@ def world() -> World:
 def _start(port: int, journal: Path) -> subprocess.Popen[str]:
     code = _CHILD.format(tests=str(Path(__file__).resolve().parent))
     proc = subprocess.Popen([sys.executable, "-c", code, str(port), str(journal)],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=default_sigint)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     assert line == "started", f"the campaign process did not start: {line!r}"
