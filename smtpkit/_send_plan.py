@@ -46,7 +46,6 @@ __all__ = [
     "plan_rows",
     "recipient_domain",
     "record_for",
-    "render_items",
     "templates_by_segment",
 ]
 
@@ -397,36 +396,17 @@ class RowSource:
             template_of=self._template_of, columns=self._columns, campaign=self._campaign,
             verp=self._verp, attempts=self._attempts, on_row_error=self._on_row_error,
         )
-        return list(_iterate(other))
+        return list(other)
+
+    def __iter__(self) -> Iterator[Item]:
+        """The rendered rows in order (a row that cannot be rendered goes to ``on_row_error``)."""
+        while self.peek() is not None:
+            item = self.take()
+            if item is not None:
+                yield item
 
 
 def recipient_domain(address: str | None, /) -> str:
     """The domain of an address as the send engine schedules it: lower case, IDNA A-labels
     (the domain of its ``address_key``)."""
     return address_key(address).rpartition("@")[2] if address else ""
-
-
-def _iterate(source: RowSource) -> Iterator[Item]:
-    while source.peek() is not None:
-        item = source.take()
-        if item is not None:
-            yield item
-
-
-def render_items(
-    frame: pd.DataFrame,
-    plan: Plan,
-    positions: np.ndarray,
-    *,
-    template_of: Callable[[int], Template],
-    columns: list[str],
-    campaign: str,
-    verp: Verp,
-    attempts: np.ndarray,
-    on_row_error: Callable[[RecipientRecord, RowError], None],
-) -> Iterator[Item]:
-    """Render the rows at ``positions`` lazily, in order; a row that cannot be rendered goes
-    to ``on_row_error`` (it becomes ``failed``) instead of being yielded."""
-    return _iterate(RowSource(frame, plan, positions, template_of=template_of, columns=columns,
-                              campaign=campaign, verp=verp, attempts=attempts,
-                              on_row_error=on_row_error))

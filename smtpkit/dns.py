@@ -11,13 +11,13 @@ servers through dnspython; :class:`StaticBackend` answers from a dict (the Sandb
 world, or answers recorded once with :class:`RecordingBackend` and replayed in tests).
 
 Example:
-    >>> import asyncio
+    >>> from smtpkit._portal import run
     >>> from smtpkit.dns import Resolver, StaticBackend
     >>> zone = {"example.com": {"MX": ["10 mx1.example.com.", "20 mx2.example.com."]},
     ...         "nullmx.example": {"MX": ["0 ."]}}
     >>> resolver = Resolver(backend=StaticBackend(zone))
-    >>> answers = asyncio.run(resolve_mx(["example.com", "nullmx.example", "nope.example"],
-    ...                                  resolver=resolver, progress=False))
+    >>> answers = run(resolve_mx(["example.com", "nullmx.example", "nope.example"],
+    ...                          resolver=resolver, progress=False))
     >>> [(d, a.status, a.exchanges) for d, a in answers.items()]
     ... # doctest: +NORMALIZE_WHITESPACE
     [('example.com', 'ok', ('mx1.example.com', 'mx2.example.com')),
@@ -249,9 +249,9 @@ class Resolver:
         cache_seconds: how long an answer is reused.
 
     Example:
-        >>> import asyncio
+        >>> from smtpkit._portal import run
         >>> r = Resolver(backend=StaticBackend({"example.com": {"MX": ["5 mx.example.com."]}}))
-        >>> asyncio.run(r.mx("Example.COM")).hosts
+        >>> run(r.mx("Example.COM")).hosts
         ((5, 'mx.example.com'),)
     """
 

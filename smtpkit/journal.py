@@ -1092,23 +1092,16 @@ def suppressed_addresses(journal: Journal | str | os.PathLike[str], /) -> set[st
     path = _path_of(journal)
     conn = _connect(path, create=False)
     try:
-        found = {
-            address_key(str(r[0]).strip().strip("<>").strip())
-            for r in conn.execute(
-                "SELECT recipient FROM bounces WHERE recipient IS NOT NULL AND "
-                "(kind = 'complaint' OR (kind = 'bounce' AND hard = 1))"
-            )
-        }
-        found.update(
-            address_key(str(r[0]))  # an rkey of an older journal may be lower case only
-            for r in conn.execute(
-                # only a VERP sender names one recipient (without VERP every row has the
-                # template's sender, and a report to it would suppress them all)
-                "SELECT DISTINCT a.rkey FROM bounces b JOIN attempts a ON "
-                "lower(a.envelope_sender) = lower(b.bounce_to) AND a.token IS NOT NULL "
-                "WHERE b.kind = 'complaint' OR (b.kind = 'bounce' AND b.hard = 1)"
-            )
-        )
+        reports = conn.execute(
+            "SELECT recipient, bounce_to FROM bounces WHERE "
+            "kind = 'complaint' OR (kind = 'bounce' AND hard = 1)"
+        ).fetchall()
+        found = {address_key(str(recipient).strip().strip("<>").strip())
+                 for recipient, _ in reports if recipient is not None}
+        # a report is also matched to the recipient its VERP sender was made for
+        found.update(address_key(str(recipient)) for recipient in _verp_recipients(
+            conn, [str(sender) for _, sender in reports if sender is not None]
+        ).values())
     finally:
         conn.close()
     return found

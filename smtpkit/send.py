@@ -90,7 +90,6 @@ from ._send_plan import (
     plan_rows,
     recipient_domain,
     record_for,
-    render_items,
     templates_by_segment,
 )
 from ._send_report import Progress, notify_message, notify_text
@@ -1068,7 +1067,7 @@ def _dry_run(
             names = {v: k for k, v in STATUS_CODES.items()}
             reason[position] = f"already_{names[int(previous[position])]}"
         positions = positions[~done]
-    items = render_items(
+    items = RowSource(
         frame, plan, positions, template_of=templates_by_segment(template, plan),
         columns=columns, campaign=campaign, verp=verp, attempts=np.zeros(rows, dtype=np.int32),
         on_row_error=lambda rec, error: failures.__setitem__(rec.position, error),
