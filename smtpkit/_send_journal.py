@@ -8,15 +8,20 @@
 * :meth:`CampaignLog.intent` stores a 23-byte record into a memory map of the campaign's
   in-flight file just before a message's final "." goes out;
 * :meth:`CampaignLog.outcome` / :meth:`CampaignLog.record_final` queue the attempt rows, which
-  are committed in groups (every 20 ms or 4096 writes) on the event loop's thread, several
-  rows per INSERT, in the compact layout of ``attempt_log`` (see ``journal._SCHEMA``);
-* a thread of its own checkpoints the write-ahead log while the campaign runs, so that closing
-  the journal does not copy the whole campaign at once.
+  are handed over in groups (every 20 ms or 4096 writes) to a *writer process*
+  (:mod:`smtpkit._journal_writer`), which commits each group as one transaction, several rows
+  per INSERT, in the compact layout of ``attempt_log`` (see ``journal._SCHEMA``), and
+  checkpoints the write-ahead log as it ends. Where no writer process can be started (a
+  frozen or embedded interpreter, an in-memory journal) the same code commits inline, on the
+  event loop's thread, with a checkpoint thread beside it.
 
-Where the time goes (``bench/send_bench.py``, 20,000 messages into smtp-sink, about 10,000 a
-second, measured inside these methods): the commits about 3.3 us per message (0.5 of it making
-the rows), the intent about 1.7 us (1 of it the two stores into the map), queueing the attempt
-about 0.9 us, opening and closing the journal about 0.7 us.
+Where the time goes (``bench/send_bench.py``, 20,000 messages into smtp-sink, 11,000-13,000 a
+second, the event loop's thread busy all the time): committing inline cost that thread about
+2.5 us a message, and slowed the rest of its work by about as much again (SQLite's pages in
+the core's caches instead of the engine's). With the writer process, the thread spends about
+1 us a message handing groups over (``marshal``, one pipe write per group), about 0.5 us on the
+intent and 0.3 us queueing the attempt; the writer process uses about 5 us a message of
+another core (its start, about 15 ms, included).
 
 :class:`NullLog` has the same interface and records nothing (``journal=None``).
 """
@@ -26,22 +31,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import json
+import marshal
 import mmap
 import os
+import select
 import socket
 import sqlite3
 import struct
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+try:
+    import fcntl
+except ImportError:  # (Windows) no locks to hand to a writer process: the log commits inline
+    fcntl = None  # type: ignore[assignment]
+
+from . import _journal_writer
+from . import journal as _journal
+from ._journal_writer import Applier
 from .errors import JournalError
 from .journal import (
     _ATTEMPTS_PER_INSERT,
@@ -50,6 +66,7 @@ from .journal import (
     _PUT_ATTEMPTS,
     _PUT_KIND,
     _PUT_SETTLED,
+    _WAL_CHECKPOINT_PAGES,
     STATUS_CODES,
     RecipientRecord,
     _bounce_rows,
@@ -62,12 +79,13 @@ from .journal import (
     inflight_path,
 )
 
-__all__ = ["CampaignLog", "CampaignState", "Describe", "NullLog"]
+__all__ = ["CampaignLog", "CampaignState", "Describe", "NullLog", "attempt_record"]
 
 # Seconds after which a lease held by a process on another host counts as abandoned.
 _LEASE_SECONDS = 120.0
 _HEARTBEAT_SECONDS = 5.0
-# Seconds between checkpoints of the journal's write-ahead log while a campaign runs.
+# Seconds between checkpoints of the write-ahead log while a campaign runs (inline writer; a
+# writer process leaves them to SQLite, every _WAL_CHECKPOINT_PAGES pages).
 _CHECKPOINT_SECONDS = 0.5
 # Seconds an outcome may wait to share its commit with others, and how many writes at most.
 # A killed process leaves the replies of this last moment "unknown" (at 10,000 messages/s,
@@ -143,6 +161,16 @@ class _InflightFile:
         os.close(self.fd)
 
 
+def attempt_record(rec: RecipientRecord, attempt: int, status: str, reason: str | None,
+                   code: int | None, enhanced: str | None, message: str | None,
+                   started_at: float, finished_at: float, latency_ms: float | None,
+                   server: str | None) -> tuple[Any, ...]:
+    """One attempt as the journal writer takes it (``_journal_writer.ATTEMPT_FIELDS``)."""
+    return (rec.position, attempt, status, reason, code, enhanced, message, started_at,
+            finished_at, latency_ms, server, rec.segment, rec.message_id, rec.recipient,
+            rec.rkey, rec.token or 0, rec.envelope_sender, rec.row_label)
+
+
 class CampaignLog:
     """The engine's writer for one campaign run: group commit, intents, outcomes, lease.
 
@@ -159,14 +187,18 @@ class CampaignLog:
         self.owner = owner
         if campaign_id is None:
             campaign_id = _campaign_id(conn, campaign)
-        self._kinds = _Kinds(conn, campaign_id)
+        self.campaign_id = campaign_id
+        self._conn = conn
         self._sync_intents = synchronous == "full"
         self._inflight = inflight_path(path, campaign)
-        # a fresh in-flight file: the claim settled (and removed) any earlier one
+        # a fresh in-flight file: the claim settled (and removed) any earlier one. Locked while
+        # this run (and its writer process, which inherits the lock) may still write.
         self._file = _InflightFile(self._inflight)
+        if fcntl is not None:
+            fcntl.flock(self._file.fd, fcntl.LOCK_EX)
         self._done: asyncio.Future[None] | None = None  # one completed future, reused
         self._ops: list[tuple[str, tuple[Any, ...]]] = []
-        # attempts as the engine gave them (the bulk of the writes; rows made at commit time)
+        # attempts as _journal_writer.ATTEMPT_FIELDS (the bulk of the writes)
         self._rows: list[tuple[Any, ...]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
@@ -175,12 +207,12 @@ class CampaignLog:
         self._unsettled: set[int] = set()  # positions of intents still without an attempt
         self._servers: dict[str, int] = {}
         self._settled: set[int] = set()
-        self._writer = _Committer(conn, path, campaign, owner)
-        self._checkpointer = _Checkpointer(path, synchronous)
+        self._writer = _start_writer(conn, _writer_spec(path, campaign, campaign_id,
+                                                        synchronous), self._file.fd)
 
     @property
     def commits(self) -> int:
-        """Transactions committed so far (each holds every write queued meanwhile)."""
+        """Groups of writes handed to the writer so far (each one transaction)."""
         return self._writer.commits
 
     # -- opening -------------------------------------------------------------------------
@@ -217,6 +249,7 @@ class CampaignLog:
                     )
                 _active.add(key)
             try:
+                _wait_for_writer(conn, path, campaign)
                 state, campaign_id = cls._claim(
                     conn, path, campaign, owner, identity=identity, rows=rows,
                     to_send=to_send, sender=sender, options=options, describe=describe)
@@ -336,11 +369,11 @@ class CampaignLog:
             try:
                 self._file.sync()
             except OSError as exc:
-                self._writer.failure = JournalError(
+                self._writer.fail(JournalError(
                     f"Syncing the in-flight file {self._inflight!r} failed ({exc}); the "
                     "campaign stopped. Fix the disk, then run the same send again to resume."
-                )
-        error = self._writer.write(ops, self._attempt_rows(rows), self._kinds.take_new())
+                ))
+        error = self._writer.write(ops, rows)
         for waiter in waiters:
             if waiter.done():
                 continue
@@ -349,31 +382,15 @@ class CampaignLog:
             else:
                 waiter.set_exception(error)
 
-    def _attempt_rows(self, attempts: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """The attempt_log rows (journal._ATTEMPT_FIELDS) of the attempts queued by
-        :meth:`attempt` (made here, all at once: cheaper than one at a time)."""
-        kinds = self._kinds
-        known = kinds.codes.get
-        campaign_id = kinds.campaign_id
-        rows: list[tuple[Any, ...]] = []
-        add = rows.append
-        for (rec, attempt, status, reason, code, enhanced, message, started_at, finished_at,
-             latency_ms, server) in attempts:
-            what = (status, reason, code, enhanced, server, rec.segment)
-            add((campaign_id, rec.position, attempt, known(what) or kinds.add(what), message,
-                 started_at, finished_at, latency_ms, rec.message_id, rec.recipient, rec.rkey,
-                 rec.token or 0, rec.envelope_sender, rec.row_label))
-        return rows
-
     # -- records -------------------------------------------------------------------------
     def record_final(self, rec: RecipientRecord, status: str, reason: str | None, *,
                      detail: str | None = None) -> None:
         """A row settled without an SMTP attempt (skipped, or failed before sending)."""
-        self._settled.add(rec.position)
-        self._add(_PUT_SETTLED, (
+        self._settled.add(int(rec.position))
+        self._add(_PUT_SETTLED, _plain((
             self.campaign, rec.position, rec.row_label, rec.recipient, rec.rkey, rec.segment,
             status, reason, detail, rec.message_id, rec.envelope_sender, time.time(),
-        ))
+        )))
 
     def intent(self, rec: RecipientRecord, attempt: int, started_at: float, server: str
                ) -> asyncio.Future[None]:
@@ -458,14 +475,22 @@ class CampaignLog:
                 code: int | None, enhanced: str | None, message: str | None,
                 started_at: float, finished_at: float, latency_ms: float | None,
                 server: str | None) -> None:
-        """``outcome`` with positional arguments (the engine calls it once per attempt)."""
+        """``outcome`` with positional arguments (numbers of any type, e.g. numpy's)."""
+        self.record_attempt(_plain(attempt_record(rec, attempt, status, reason, code, enhanced,
+                                                  message, started_at, finished_at, latency_ms,
+                                                  server)))
+
+    def record_attempt(self, record: tuple[Any, ...]) -> None:
+        """Record one finished attempt given as :func:`attempt_record` makes it (the engine
+        calls this once per attempt, with the tuple it also gives its Results). Its values
+        must be None, str, int or float exactly (``marshal`` would take a numpy number or
+        a str subclass for bytes): the engine's are."""
         failure = self._writer.failure
         if failure is not None:
             raise failure
-        position = rec.position
+        position = record[0]
         rows = self._rows
-        rows.append((rec, attempt, status, reason, code, enhanced, message, started_at,
-                     finished_at, latency_ms, server))  # made into a row by _attempt_rows
+        rows.append(record)
         if self._handle is None:
             self._handle = asyncio.get_running_loop().call_later(
                 _LAZY_COMMIT_SECONDS, self.flush
@@ -481,9 +506,12 @@ class CampaignLog:
         """(started_at, recipient) of this campaign's attempts that started at ``since`` (POSIX
         seconds) or later, earlier runs included: what an hourly cap must count."""
         self.flush()
-        return [(float(t), r) for t, r in self._writer.conn.execute(
+        failure = self._writer.sync()
+        if failure is not None:
+            raise failure
+        return [(float(t), r) for t, r in self._conn.execute(
             "SELECT started_at, recipient FROM attempt_log WHERE campaign_id = ? AND "
-            "started_at >= ? ORDER BY started_at", (self._kinds.campaign_id, since))]
+            "started_at >= ? ORDER BY started_at", (self.campaign_id, since))]
 
     # -- closing -------------------------------------------------------------------------
     def finish(self, state: str) -> None:
@@ -493,9 +521,11 @@ class CampaignLog:
             return
         self._closed = True
         self.flush()
-        self._checkpointer.stop()
-        self._writer.close(state)
-        self._file.close()
+        self._writer.close()
+        # (a writer process checkpoints the write-ahead log itself, as it ends)
+        _release(self._conn, self.campaign, self.owner, state,
+                 checkpoint=not self._writer.checkpoints)
+        self._file.close()  # (and with it the lock)
         if self._writer.failure is None and not self._unsettled:
             # every intent has its attempt committed: the file has nothing left to tell
             with contextlib.suppress(FileNotFoundError):
@@ -515,82 +545,382 @@ class CampaignLog:
                          rows)
 
 
-class _Committer:
-    """Commits queued journal writes, one transaction per group, on the caller's thread.
+def _release(conn: sqlite3.Connection, campaign: str, owner: str, state: str, *,
+             checkpoint: bool) -> None:
+    """Record the campaign's final state and release it; close the connection."""
+    try:
+        now = time.time()
+        conn.execute(
+            "UPDATE campaigns SET owner = NULL, state = ?, updated_at = ? "
+            "WHERE campaign = ? AND owner = ?",
+            (state, now, campaign, owner),
+        )
+        if checkpoint:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error:  # a write failure was already reported to the engine
+        pass
+    finally:
+        conn.close()
 
-    (Not a thread of its own: Python's sqlite3 releases and takes back the GIL for every row
-    it inserts, so the event loop would wait for the GIL at each of its system calls. Measured
-    again with multi-row INSERTs, a commit thread still costs 5 us a message more than it
-    saves.)
-    """
 
-    def __init__(self, conn: sqlite3.Connection, path: str, campaign: str, owner: str) -> None:
-        self.conn = conn
-        self.path = path
-        self.campaign = campaign
-        self.owner = owner
+def _writer_spec(path: str, campaign: str, campaign_id: int, synchronous: str
+                 ) -> dict[str, Any]:
+    """The writer's hello: the journal, its pragmas, the statements, the campaign."""
+    return {
+        "path": os.path.abspath(path), "synchronous": synchronous,
+        "busy_timeout_ms": _journal._BUSY_TIMEOUT_MS, "wal_pages": _WAL_CHECKPOINT_PAGES,
+        "heartbeat_seconds": _HEARTBEAT_SECONDS,
+        "campaign": campaign, "campaign_id": campaign_id,
+        "put_attempts": _PUT_ATTEMPTS, "per_insert": _ATTEMPTS_PER_INSERT,
+        "put_attempt": _PUT_ATTEMPT, "put_kind": _PUT_KIND,
+        "heartbeat": "UPDATE campaigns SET heartbeat = ?, updated_at = ? WHERE campaign = ?",
+    }
+
+
+def _write_failed(path: str, cause: str) -> JournalError:
+    return JournalError(
+        f"Writing the journal {path!r} failed ({cause}); the campaign stopped. Free disk space "
+        "or fix the file, then run the same send again to resume."
+    )
+
+
+class _InlineWriter:
+    """Commits each group on the caller's thread (the event loop's), with a checkpoint thread:
+    the fallback where no writer process can be started."""
+
+    checkpoints = False  # at the end (the checkpoint thread stops first)
+
+    def __init__(self, conn: sqlite3.Connection, spec: dict[str, Any]) -> None:
+        self.path = str(spec["path"])
         self.failure: JournalError | None = None
-        self.commits = 0
-        self._heartbeat = time.time()
+        self._applier = Applier(conn, spec)
+        self._checkpointer = _Checkpointer(self.path, str(spec["synchronous"]))
 
-    def write(self, ops: list[tuple[str, tuple[Any, ...]]],
-              rows: Sequence[tuple[Any, ...]] = (),
-              kinds: Sequence[tuple[Any, ...]] = ()) -> JournalError | None:
-        """Commit ``ops``, the attempt_log ``rows`` and the new attempt_kinds ``kinds`` in one
-        transaction; the error, if any (then and ever after)."""
-        if self.failure is None and (ops or rows or kinds):
+    @property
+    def commits(self) -> int:
+        return self._applier.commits
+
+    def write(self, ops: list[tuple[str, tuple[Any, ...]]], attempts: list[tuple[Any, ...]]
+              ) -> JournalError | None:
+        """Commit ``ops`` and ``attempts`` in one transaction; the error, if any (then and
+        ever after)."""
+        if self.failure is None and (ops or attempts):
             try:
-                self._commit(ops, rows, kinds)
+                self._applier.apply(ops, attempts)
             except sqlite3.Error as exc:
-                self.failure = JournalError(
-                    f"Writing the journal {self.path!r} failed ({exc}); the campaign stopped. "
-                    "Free disk space or fix the file, then run the same send again to resume."
-                )
+                self.failure = _write_failed(self.path, str(exc))
         return self.failure
 
-    def _commit(self, ops: list[tuple[str, tuple[Any, ...]]],
-                rows: Sequence[tuple[Any, ...]], kinds: Sequence[tuple[Any, ...]]) -> None:
-        conn = self.conn
-        now = time.time()
-        # One executemany per statement. Each statement writes one table and keeps its order;
-        # the tables do not depend on each other within a transaction, which commits at once.
-        grouped: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, params in ops:
-            grouped.setdefault(sql, []).append(params)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if kinds:
-                conn.executemany(_PUT_KIND, kinds)
-            if rows:
-                _insert_attempts(conn, rows)
-            for sql, params_list in grouped.items():
-                conn.executemany(sql, params_list)
-            if now - self._heartbeat > _HEARTBEAT_SECONDS:
-                conn.execute(
-                    "UPDATE campaigns SET heartbeat = ?, updated_at = ? WHERE campaign = ?",
-                    (now, now, self.campaign),
-                )
-                self._heartbeat = now
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        self.commits += 1
+    def fail(self, error: JournalError) -> None:
+        """Stop the journal's writes with ``error`` (found elsewhere, e.g. the in-flight
+        file)."""
+        if self.failure is None:
+            self.failure = error
 
-    def close(self, state: str) -> None:
-        """Record the campaign's final state and release it; close the file."""
+    def sync(self) -> JournalError | None:
+        """Everything written is committed (here: at once)."""
+        return self.failure
+
+    def close(self) -> None:
+        self._checkpointer.stop()
+
+
+# The writer's program, run by path with only the standard library (see _journal_writer).
+_WRITER_SCRIPT = os.path.abspath(_journal_writer.__file__)
+# Seconds to wait for the writer process to start, and to commit what is left at the end.
+_WRITER_START_SECONDS = 10.0
+_WRITER_CLOSE_SECONDS = 120.0
+# Bytes the pipe to the writer holds (Linux; about 6,000 attempts) before a write waits.
+_PIPE_BYTES = 1 << 20
+
+
+def _start_writer(conn: sqlite3.Connection, spec: dict[str, Any], lock_fd: int
+                  ) -> _WriterProcess | _InlineWriter:
+    """A writer process for the campaign, or the inline writer where none can be started."""
+    executable = sys.executable or ""
+    if (fcntl is None or getattr(sys, "frozen", False)
+            or not os.path.basename(executable).startswith("python")
+            or not os.path.isfile(_WRITER_SCRIPT) or spec["path"].endswith(":memory:")):
+        return _InlineWriter(conn, spec)
+    try:
+        proc = subprocess.Popen(  # noqa: S603  (this Python, our own script)
+            [executable, "-I", "-S", _WRITER_SCRIPT], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=(lock_fd,),
+            # a session of its own: a Ctrl-C at the terminal stops the engine, not the writer,
+            # which commits what it was given and ends with its input
+            start_new_session=True, bufsize=0,
+        )
+    except OSError:
+        return _InlineWriter(conn, spec)
+    return _WriterProcess(proc, conn, spec)
+
+
+class _WriterProcess:
+    """Hands groups of writes to the writer process (:mod:`smtpkit._journal_writer`): one
+    ``marshal`` frame and one pipe write per group. Falls back to committing inline when the
+    process does not start."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], conn: sqlite3.Connection,
+                 spec: dict[str, Any]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.path = str(spec["path"])
+        self._failure: JournalError | None = None
+        self._sent = 0
+        self._proc = proc
+        self._conn = conn
+        self._spec = spec
+        self._input = proc.stdin.fileno()
+        self._output = proc.stdout.fileno()
+        with contextlib.suppress(AttributeError, OSError):  # Linux only; else 64 KiB
+            fcntl.fcntl(self._input, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        os.set_blocking(self._output, False)
+        self._said = b""
+        self._ready = False
+        self._done = False
+        # groups handed over before the process said it is ready: applied inline if it never
+        # does (it applies nothing before that)
+        self._unconfirmed: list[tuple[Any, Any]] = []
+        self._inline: _InlineWriter | None = None
+        self._lost = False  # the pipe broke before the process said it is ready
+        self._syncs = 0
+        self._send(spec)
+
+    @property
+    def failure(self) -> JournalError | None:
+        """The error that stopped the journal's writes, if any (then and ever after)."""
+        return self._inline.failure if self._inline is not None else self._failure
+
+    @property
+    def commits(self) -> int:
+        """Groups handed over (each one transaction), or committed inline after a fallback."""
+        return self._inline.commits if self._inline is not None else self._sent
+
+    def fail(self, error: JournalError) -> None:
+        """Stop the journal's writes with ``error`` (found elsewhere, e.g. the in-flight
+        file)."""
+        if self._inline is not None:
+            self._inline.fail(error)
+        elif self._failure is None:
+            self._failure = error
+
+    # -- talking to the process ------------------------------------------------------------
+    def _send(self, frame: Any) -> None:
         try:
-            now = time.time()
-            self.conn.execute(
-                "UPDATE campaigns SET owner = NULL, state = ?, updated_at = ? "
-                "WHERE campaign = ? AND owner = ?",
-                (state, now, self.campaign, self.owner),
-            )
-            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:  # a write failure was already reported to the engine
-            pass
-        finally:
-            self.conn.close()
+            data = marshal.dumps(frame)
+        except ValueError:  # a value of another type (e.g. a numpy number): as plain values
+            data = marshal.dumps(_plain(frame))
+        view = memoryview(_journal_writer.FRAME.pack(len(data)) + data)
+        try:
+            while view:
+                view = view[os.write(self._input, view):]
+        except OSError as exc:
+            if not self._ready:  # it never started: the log goes on inline (_started)
+                self._lost = True
+                return
+            self._read(0.5)  # what it said before it stopped, if anything
+            if self._failure is None:
+                self._failure = _write_failed(
+                    self.path, f"the journal writer process stopped: {exc.strerror or exc}")
+
+    def _read(self, timeout: float | None) -> bool:
+        """Take in what the process said (waiting up to ``timeout`` s for something); False at
+        the end of its output."""
+        if timeout:
+            ready, _, _ = select.select([self._output], [], [], timeout)
+            if not ready:
+                return True
+        try:
+            chunk = os.read(self._output, 65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        said = self._said + chunk
+        *lines, self._said = said.split(b"\n")
+        for line in lines:
+            if line.startswith(b"R"):
+                self._ready = True
+                self._unconfirmed.clear()
+            elif line.startswith(b"D"):
+                self._done = True
+            elif line.startswith(b"E") and self._failure is None:
+                self._failure = _write_failed(self.path, line[1:].decode("utf-8", "replace"))
+            elif line.startswith(b"S"):
+                self._synced = int(line[1:] or 0)
+        return True
+
+    def _wait(self, until: Any, seconds: float) -> bool:
+        """Read what the process says until ``until()`` or its end; False if it ended."""
+        deadline = time.monotonic() + seconds
+        while not until():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._read(left):
+                return until()
+        return True
+
+    def _started(self, wait: bool) -> bool:
+        """True while the process may be used: it said it is ready or, without ``wait``, may
+        still do so. When it ends (or takes too long) before that, commit inline from now on,
+        starting with what was handed to it."""
+        if self._ready or self._inline is not None:
+            return self._ready
+        if not self._lost:
+            if wait:
+                self._wait(lambda: self._ready, _WRITER_START_SECONDS)
+            elif self._read(None):
+                return self._ready or not self._lost
+            if self._ready:
+                return True
+        # never started (or too slowly): stopped for good before it commits anything; the
+        # inline writer reads what the journal has (if it did commit some, those rows are
+        # written again, the same: the inserts replace rows with the same key)
+        self._stop(kill=True)
+        self._inline = _InlineWriter(self._conn, self._spec)  # it says why, if it fails
+        for ops, attempts in self._unconfirmed:
+            self._inline.write(ops, attempts)
+        self._unconfirmed.clear()
+        return False
+
+    def _end_input(self) -> None:
+        """Close the pipe to the process (through its file object: it owns the descriptor)."""
+        assert self._proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+        self._input = -1
+
+    def _stop(self, *, kill: bool = False) -> None:
+        self._end_input()
+        if kill:
+            self._proc.kill()
+        try:
+            self._proc.wait(_WRITER_CLOSE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+
+    def _reap(self) -> None:
+        """Close the pipe from the process and collect its exit on a thread (it has said all
+        it had to say; its exit takes a few ms the engine need not wait for)."""
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+        threading.Thread(target=self._proc.wait, name="smtpkit-journal-writer-exit",
+                         daemon=True).start()
+
+    # -- the writer interface --------------------------------------------------------------
+    def write(self, ops: list[tuple[str, tuple[Any, ...]]], attempts: list[tuple[Any, ...]]
+              ) -> JournalError | None:
+        """Hand ``ops`` and ``attempts`` over (one transaction); the error the process
+        reported, if any (then and ever after)."""
+        if not self._started(wait=False):
+            assert self._inline is not None
+            return self._inline.write(ops, attempts)
+        if self._failure is None:
+            self._read(None)
+        if self._failure is None and (ops or attempts):
+            if not self._ready:
+                self._unconfirmed.append((ops, attempts))
+            self._send(("w", ops, attempts))
+            self._sent += 1
+            if self._lost:  # gone before it started: inline from now on, this group too
+                self._started(wait=False)
+        return self.failure
+
+    def sync(self) -> JournalError | None:
+        """Wait until everything handed over is committed."""
+        if not self._started(wait=True):
+            assert self._inline is not None
+            return self._inline.sync()
+        if self._failure is None:
+            self._syncs += 1
+            token = self._syncs
+            self._send(("s", token))
+            if not self._wait(lambda: self._failure is not None or self._synced >= token,
+                              _WRITER_CLOSE_SECONDS) and self._failure is None:
+                self._failure = _write_failed(self.path, "the journal writer process stopped")
+        return self.failure
+
+    _synced = 0
+
+    @property
+    def checkpoints(self) -> bool:
+        """Whether the process checkpoints the write-ahead log at the end (not inline)."""
+        return self._inline is None
+
+    def close(self) -> None:
+        """End the input and wait until the process has committed it all and ended."""
+        if self._inline is None and self._input >= 0 and self._started(wait=True):
+            self._end_input()
+            # until it says it is done (its exit, a few ms later, is not waited for)
+            if not self._wait(lambda: self._done or self._failure is not None,
+                              _WRITER_CLOSE_SECONDS):
+                self._stop()
+                if self._failure is None:
+                    self._failure = _write_failed(
+                        self.path,
+                        f"the journal writer process ended with {self._proc.returncode}")
+            elif not self._done:
+                self._stop()
+            else:
+                self._reap()
+        if self._inline is not None:
+            self._inline.close()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with exactly None, str, int, float, tuples, lists and dicts: numpy numbers
+    and other number types as int / float, str subclasses as str (``marshal`` stores what
+    it does not know but has a buffer, a numpy number or ``numpy.str_``, as bytes)."""
+    kind = type(value)
+    if value is None or kind in (str, int, float, bool, bytes):
+        return value
+    if kind in (tuple, list):
+        return kind(_plain(v) for v in value)
+    if kind is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, str):
+        return str(value)
+    if hasattr(value, "__index__"):
+        return int(value)
+    if hasattr(value, "__float__"):
+        return float(value)
+    return str(value)
+
+
+def _wait_for_writer(conn: sqlite3.Connection, path: str, campaign: str) -> None:
+    """Wait until the writer process of an earlier, killed run of ``campaign`` has committed
+    what it was given (it holds the in-flight file's lock until then), so that settling that
+    run sees all of it. Not when the campaign's sender is alive (the claim says so)."""
+    if fcntl is None:
+        return
+    try:
+        fd = os.open(inflight_path(path, campaign), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        deadline = time.monotonic() + _WRITER_CLOSE_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            row = conn.execute("SELECT owner, heartbeat FROM campaigns WHERE campaign = ?",
+                               (campaign,)).fetchone()
+            if row is not None and row[0] is not None and \
+                    _lease_alive(row[0], row[1], time.time()):
+                return  # being sent right now: the claim refuses it
+            if time.monotonic() > deadline:
+                raise JournalError(
+                    f"An earlier run of campaign {campaign!r} is still writing the journal "
+                    f"{path!r}; wait for it to finish, then run the same send again."
+                )
+            time.sleep(0.02)
+    finally:
+        os.close(fd)
 
 
 class _Checkpointer:
@@ -726,17 +1056,6 @@ class _Kinds:
         return new
 
 
-def _insert_attempts(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """INSERT the attempt_log ``rows``: most of them many at a time, the rest one by one."""
-    size = _ATTEMPTS_PER_INSERT
-    whole = len(rows) - len(rows) % size
-    flat = itertools.chain.from_iterable
-    for start in range(0, whole, size):
-        conn.execute(_PUT_ATTEMPTS, tuple(flat(rows[start : start + size])))
-    if whole < len(rows):
-        conn.executemany(_PUT_ATTEMPT, rows[whole:])
-
-
 class NullLog:
     """The interface of :class:`CampaignLog` that records nothing (``journal=None``): no
     resume, no protection across runs. The engine keeps the run's outcomes itself."""
@@ -775,6 +1094,9 @@ class NullLog:
                 code: int | None, enhanced: str | None, message: str | None,
                 started_at: float, finished_at: float, latency_ms: float | None,
                 server: str | None) -> None:
+        return None
+
+    def record_attempt(self, record: tuple[Any, ...]) -> None:
         return None
 
     def recent_attempts(self, since: float) -> list[tuple[float, str | None]]:

@@ -243,7 +243,17 @@ class Results:
         self._sender = _Digests(rows, r"[^+]*\+", 16, "@.*")
         self._vocab = {name: _Codes() for name in ("status", "reason", "enhanced", "server",
                                                     "segment")}
-        self._pending: dict[int, tuple[Any, ...]] = {}
+        # position -> (attempt record as _journal_writer.ATTEMPT_FIELDS, first attempt time)
+        self._pending: dict[int, tuple[tuple[Any, ...], float | None]] = {}
+
+    def add_attempt(self, record: tuple[Any, ...], first: float | None) -> None:
+        """The row's latest state after an attempt: ``record`` is the engine's attempt record
+        (the very tuple the journal gets, in the order of ``_journal_writer.ATTEMPT_FIELDS``),
+        ``first`` when the row's first attempt started."""
+        pending = self._pending
+        pending[record[0]] = (record, first)
+        if len(pending) >= _BATCH:
+            self._flush()
 
     def add(
         self,
@@ -262,12 +272,10 @@ class Results:
         server: str | None,
         envelope_sender: str | None,
     ) -> None:
-        """The row's latest state (called for every attempt, and for rows settled unsent)."""
-        pending = self._pending
-        pending[position] = (status, reason, code, enhanced, message, attempts, first, last,
-                             latency, message_id, segment, server, envelope_sender)
-        if len(pending) >= _BATCH:
-            self._flush()
+        """The row's latest state (rows settled unsent; attempts come by ``add_attempt``)."""
+        record = (position, attempts, status, reason, code, enhanced, message, None, last,
+                  latency, server, segment, message_id, None, None, 0, envelope_sender, None)
+        self.add_attempt(record, first)
 
     def record(
         self,
@@ -296,9 +304,11 @@ class Results:
         if not pending:
             return
         at = np.fromiter(pending, dtype=np.int64, count=len(pending))
-        (status, reason, code, enhanced, message, attempts, first, last, latency, message_id,
-         segment, server, sender) = zip(*pending.values(), strict=True)
+        records, first = zip(*pending.values(), strict=True)
         del pending
+        (_, attempts, status, reason, code, enhanced, message, _, last, latency, server,
+         segment, message_id, _, _, _, sender, _) = zip(*records, strict=True)
+        del records
         v = self._vocab
         self.recorded[at] = True
         self._status[at] = v["status"].code_all(status)

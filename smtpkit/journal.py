@@ -11,9 +11,12 @@ How "nothing lost, nothing sent twice" works:
   which is in the kernel's page cache, safe from the process being killed, the moment the
   store is done (no system call per message). After the
   reply, the attempt is recorded in the SQLite journal. Nothing waits for those writes: they
-  are committed in groups (every 20 ms or 4096 writes), so journaling costs microseconds per
-  message, not a transaction. (A process killed within those 20 ms leaves the replies of that
-  moment ``unknown``, below: never sent twice, at worst not known to be sent.)
+  are handed over in groups (every 20 ms or 4096 writes) to the campaign's writer process,
+  which commits each group as one transaction on another core, so journaling costs the engine
+  about a microsecond or two per message, not a transaction. The writer outlives a killed
+  engine long enough to commit every group it was given (a resume waits for it); a process
+  killed within a group's 20 ms leaves the replies of that moment ``unknown``, below: never
+  sent twice, at worst not known to be sent.
 * On resume, an intent without a recorded attempt is ``unknown``: the process died between the
   final "." and the reply (or before the reply was committed), so the server may have the
   message. It is never re-sent. A message with no intent never reached its final "." and is

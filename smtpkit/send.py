@@ -45,11 +45,11 @@ in the journal.
 Speed: messages are rendered from a compiled template a chunk of rows at a time, off the path
 between a server's reply and the next message; each connection carries many messages with
 pipelined commands (the next envelope travels with the current content); the journal's
-per-message intent is a store into a memory-mapped file and its outcomes are committed in
-groups; outcomes are kept in compact columns (no Python object per recipient) from which the
-returned frame is built. About 8,000-9,000 messages/s to Postfix's smtp-sink here, about 2x
-raw aiosmtplib, and memory that does not grow with the list beyond the input and returned
-frames; see ``bench/send_bench.py``.
+per-message intent is a store into a memory-mapped file and its outcomes are handed in groups
+to a writer process that commits them on another core; outcomes are kept in compact columns
+(no Python object per recipient) from which the returned frame is built. About 11,000-13,000
+messages/s to Postfix's smtp-sink here, about 2.3x raw aiosmtplib, and memory that does not
+grow with the list beyond the input and returned frames; see ``bench/send_bench.py``.
 
 Example:
     >>> import pandas as pd, smtpkit
@@ -854,11 +854,12 @@ class _Run:
         finished = time.time()
         message = reply.message or None
         rec = item.rec
-        self.log.attempt(rec, attempts, status, reply.reason, reply.code, reply.enhanced, message,
-                         started, finished, latency, server)
-        self.results.add(rec.position, status, reply.reason, reply.code, reply.enhanced, message,
-                         attempts, first, finished, latency, rec.message_id, rec.segment, server,
-                         rec.envelope_sender)
+        # one tuple for the journal and the run's results (_journal_writer.ATTEMPT_FIELDS)
+        record = (rec.position, attempts, status, reply.reason, reply.code, reply.enhanced,
+                  message, started, finished, latency, server, rec.segment, rec.message_id,
+                  rec.recipient, rec.rkey, rec.token or 0, rec.envelope_sender, rec.row_label)
+        self.log.record_attempt(record)
+        self.results.add_attempt(record, first)
         if final:
             self.progress.add(status, rec.segment)
 

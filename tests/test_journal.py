@@ -234,11 +234,24 @@ _CHILD = textwrap.dedent(
     from smtpkit.journal import CampaignLog, RecipientRecord
     path, mode = sys.argv[1], sys.argv[2]
     async def main():
-        log, _ = CampaignLog.open(path, "c1", identity="id-1", rows=4, to_send=4,
+        rows = 300 if mode == "handover" else 4
+        log, _ = CampaignLog.open(path, "c1", identity="id-1", rows=rows, to_send=rows,
                                   sender="s@x.com", options={})
         rec = RecipientRecord(0, json.dumps(0), "user0@example.com", "user0@example.com",
                               "tok", "bounces+tok@x.com", "A", "<m0@x.com>")
         log.intent(rec, 1, time.time(), "127.0.0.1:25")
+        if mode == "handover":  # 300 messages answered, handed to the writer, then killed
+            for position in range(300):
+                rec = RecipientRecord(position, json.dumps(position),
+                                      f"user{position}@example.com",
+                                      f"user{position}@example.com", "tok", "bounces+tok@x.com",
+                                      "A", f"<m{position}@x.com>")
+                log.intent(rec, 1, time.time(), "127.0.0.1:25")
+                log.attempt(rec, 1, "sent", "accepted", 250, "2.0.0", "OK", time.time(),
+                            time.time(), 1.0, "127.0.0.1:25")
+            log.flush()
+            print(type(log._writer).__name__, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
         print("ready", flush=True)
         if mode == "die":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -248,12 +261,80 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _child(path: Path, mode: str) -> subprocess.Popen[str]:
+def _child(path: Path, mode: str, says: str = "ready") -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(path), mode],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
+    assert proc.stdout.readline().strip() == says
     return proc
+
+
+def test_a_killed_sender_loses_nothing_it_handed_to_the_writer_process(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    # the sender hands 300 answered messages to its writer process and is killed at once
+    # (before the writer, still starting, can have committed them)
+    proc = _child(path, "handover", says="_WriterProcess")
+    assert proc.wait(10) == -signal.SIGKILL
+    # resuming waits for the writer to commit what it was given: nothing is left unknown
+    log, state = _open(path, rows=300, describe=_rec)
+    assert state.unknown_after_crash == 0
+    assert (state.status == STATUS_CODES["sent"]).all()
+    log.finish("finished")
+    frame = read_outcomes(path, "c1")
+    assert len(frame) == 300 and (frame["status"] == "sent").all()
+    assert frame["message_id"].tolist() == [f"<m{i}@x.com>" for i in range(300)]
+    assert not os.path.exists(inflight_path(str(path), "c1"))
+
+
+@pytest.mark.parametrize("broken", ["ends", "closes its input"])
+async def test_a_writer_process_that_does_not_start_leaves_the_log_committing_inline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str) -> None:
+    # an interpreter that ends at once (/bin/false), or that stops reading and never answers
+    fake = tmp_path / "python3-broken"
+    if broken == "ends":
+        fake.symlink_to("/bin/false")
+    else:
+        fake.write_text("#!/bin/sh\nexec 0<&-\nexec sleep 30\n")
+        fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=200)
+    for position in range(200):
+        _outcome(log, _rec(position))
+        if position == 99:
+            log.flush()  # handed to the process before it was known not to start
+    log.finish("finished")
+    assert log._writer._inline is not None  # type: ignore[union-attr]
+    assert log._writer._proc.returncode is not None  # type: ignore[union-attr]  (stopped)
+    frame = read_outcomes(path, "c1")
+    assert len(frame) == 200 and (frame["status"] == "sent").all()
+
+
+async def test_numpy_numbers_are_recorded_like_python_ones(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=3)
+    for position in np.arange(3):  # numpy integers (marshal takes Python numbers only)
+        rec = _rec(int(position))
+        rec = RecipientRecord(position, rec.row_label, rec.recipient, rec.rkey, rec.token,
+                              rec.envelope_sender, rec.segment, rec.message_id)
+        log.attempt(rec, np.int32(1), "sent", "accepted", np.int64(250), "2.0.0", "OK",
+                    np.float64(time.time()), time.time(), np.float32(1.5), "127.0.0.1:25")
+    log.finish("finished")
+    frame = read_outcomes(path, "c1")
+    assert frame["status"].tolist() == ["sent"] * 3
+    assert frame["smtp_code"].tolist() == [250] * 3
+
+
+async def test_recent_attempts_include_those_just_handed_over(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    log, _ = _open(path, rows=50)
+    since = time.time() - 1
+    for position in range(50):
+        _outcome(log, _rec(position))
+    # not committed yet (a group waits 20 ms): reading them waits for the writer
+    recent = log.recent_attempts(since)
+    assert [r for _, r in recent] == [f"user{i}@example.com" for i in range(50)]
+    log.finish("finished")
 
 
 def test_intent_without_reply_after_a_kill_is_unknown(tmp_path: Path) -> None:
@@ -292,26 +373,38 @@ def test_a_live_sender_in_another_process_holds_the_campaign(tmp_path: Path) -> 
     log.finish("finished")
 
 
-async def test_write_failure_raises_journal_error(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("writer", ["process", "inline"])
+async def test_write_failure_raises_journal_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  writer: str) -> None:
     import smtpkit.journal as journal_module
 
     monkeypatch.setattr(journal_module, "_BUSY_TIMEOUT_MS", 200)
+    if writer == "inline":  # no writer process can be started: the log commits inline
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such" / "python3"))
     path = tmp_path / "j.db"
     log, _ = _open(path)
+    assert type(log._writer).__name__ == ("_WriterProcess" if writer == "process"
+                                          else "_InlineWriter")
+    _outcome(log, _rec(0))
+    log.flush()  # committed (the writer process has started and opened the journal)
+    assert log._writer.sync() is None
     # another program takes the file and does not let go
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
-        _outcome(log, _rec(0))
-        log.flush()  # the writer meets the lock
-        message = (r"Writing the journal .* failed \(database is locked\); the campaign "
+        message = (r"Writing the journal .* failed \(.*database is locked\); the campaign "
                    r"stopped. Free disk space or fix the file, then run the same send again to "
                    r"resume.")
+        # the writer meets the lock; the next write after it said so raises
+        deadline = time.monotonic() + 10
         with pytest.raises(JournalError, match=message):
-            _outcome(log, _rec(1))
+            for position in range(1, 1000):
+                _outcome(log, _rec(position))
+                log.flush()
+                assert time.monotonic() < deadline, "the write failure was never reported"
+                await asyncio.sleep(0.05)
         with pytest.raises(JournalError, match=message):
-            log.intent(_rec(2), 1, time.time(), "s:25")
+            log.intent(_rec(0), 2, time.time(), "s:25")
     finally:
         other.execute("ROLLBACK")
         other.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -207,12 +208,19 @@ async def test_kinds_go_on_across_runs_and_stay_apart_between_campaigns(tmp_path
     assert kinds == [("autumn", 1), ("spring", 3)]  # the resumed run reused "sent"
 
 
+@pytest.mark.parametrize("writer", ["process", "inline"])
 async def test_the_write_ahead_log_is_checkpointed_while_a_campaign_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str,
 ) -> None:
-    monkeypatch.setattr(_send_journal, "_CHECKPOINT_SECONDS", 0.02)
+    if writer == "inline":  # no writer process: a thread checkpoints every few tenths of a s
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such" / "python3"))
+        monkeypatch.setattr(_send_journal, "_CHECKPOINT_SECONDS", 0.02)
+    else:  # the writer process: SQLite's own checkpoints, every so many pages of log
+        monkeypatch.setattr(_send_journal, "_WAL_CHECKPOINT_PAGES", 16)
     path = tmp_path / "j.db"
     log = _open(path, rows=2000)
+    assert type(log._writer).__name__ == ("_InlineWriter" if writer == "inline"
+                                          else "_WriterProcess")
     before = path.stat().st_size
     for position in range(2000):
         log.attempt(_rec(position), 1, "sent", "accepted", 250, "2.0.0", "Ok", 1.0, 2.0, 1.0,
