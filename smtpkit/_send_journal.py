@@ -664,7 +664,9 @@ class _WriterProcess:
                  spec: dict[str, Any]) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self.path = str(spec["path"])
-        self._failure: JournalError | None = None
+        # the error that stopped the journal's writes, if any (then and ever after); a plain
+        # attribute (the engine reads it twice a message), the inline writer's after a fallback
+        self.failure: JournalError | None = None
         self._sent = 0
         self._proc = proc
         self._conn = conn
@@ -686,11 +688,6 @@ class _WriterProcess:
         self._send(spec)
 
     @property
-    def failure(self) -> JournalError | None:
-        """The error that stopped the journal's writes, if any (then and ever after)."""
-        return self._inline.failure if self._inline is not None else self._failure
-
-    @property
     def commits(self) -> int:
         """Groups handed over (each one transaction), or committed inline after a fallback."""
         return self._inline.commits if self._inline is not None else self._sent
@@ -700,8 +697,9 @@ class _WriterProcess:
         file)."""
         if self._inline is not None:
             self._inline.fail(error)
-        elif self._failure is None:
-            self._failure = error
+            self.failure = self._inline.failure
+        elif self.failure is None:
+            self.failure = error
 
     # -- talking to the process ------------------------------------------------------------
     def _send(self, frame: Any) -> None:
@@ -709,17 +707,20 @@ class _WriterProcess:
             data = marshal.dumps(frame)
         except ValueError:  # a value of another type (e.g. a numpy number): as plain values
             data = marshal.dumps(_plain(frame))
-        view = memoryview(_journal_writer.FRAME.pack(len(data)) + data)
+        head = _journal_writer.FRAME.pack(len(data))
         try:
-            while view:
-                view = view[os.write(self._input, view):]
+            written = os.writev(self._input, (head, data))  # (no copy of the two joined)
+            if written < len(head) + len(data):  # the pipe took part of it (interrupted)
+                rest = memoryview(head + data)[written:]
+                while rest:
+                    rest = rest[os.write(self._input, rest):]
         except OSError as exc:
             if not self._ready:  # it never started: the log goes on inline (_started)
                 self._lost = True
                 return
             self._read(0.5)  # what it said before it stopped, if anything
-            if self._failure is None:
-                self._failure = _write_failed(
+            if self.failure is None:
+                self.failure = _write_failed(
                     self.path, f"the journal writer process stopped: {exc.strerror or exc}")
 
     def _read(self, timeout: float | None) -> bool:
@@ -745,8 +746,8 @@ class _WriterProcess:
                 self._unconfirmed.clear()
             elif line.startswith(b"D"):
                 self._done = True
-            elif line.startswith(b"E") and self._failure is None:
-                self._failure = _write_failed(self.path, line[1:].decode("utf-8", "replace"))
+            elif line.startswith(b"E") and self.failure is None:
+                self.failure = _write_failed(self.path, line[1:].decode("utf-8", "replace"))
             elif line.startswith(b"S"):
                 self._synced = int(line[1:] or 0)
         return True
@@ -779,7 +780,7 @@ class _WriterProcess:
         self._stop(kill=True)
         self._inline = _InlineWriter(self._conn, self._spec)  # it says why, if it fails
         for ops, attempts in self._unconfirmed:
-            self._inline.write(ops, attempts)
+            self.failure = self._inline.write(ops, attempts)
         self._unconfirmed.clear()
         return False
 
@@ -817,10 +818,11 @@ class _WriterProcess:
         reported, if any (then and ever after)."""
         if not self._started(wait=False):
             assert self._inline is not None
-            return self._inline.write(ops, attempts)
-        if self._failure is None:
+            self.failure = self._inline.write(ops, attempts)
+            return self.failure
+        if self.failure is None:
             self._read(None)
-        if self._failure is None and (ops or attempts):
+        if self.failure is None and (ops or attempts):
             if not self._ready:
                 self._unconfirmed.append((ops, attempts))
             self._send(("w", ops, attempts))
@@ -833,14 +835,15 @@ class _WriterProcess:
         """Wait until everything handed over is committed."""
         if not self._started(wait=True):
             assert self._inline is not None
-            return self._inline.sync()
-        if self._failure is None:
+            self.failure = self._inline.sync()
+            return self.failure
+        if self.failure is None:
             self._syncs += 1
             token = self._syncs
             self._send(("s", token))
-            if not self._wait(lambda: self._failure is not None or self._synced >= token,
-                              _WRITER_CLOSE_SECONDS) and self._failure is None:
-                self._failure = _write_failed(self.path, "the journal writer process stopped")
+            if not self._wait(lambda: self.failure is not None or self._synced >= token,
+                              _WRITER_CLOSE_SECONDS) and self.failure is None:
+                self.failure = _write_failed(self.path, "the journal writer process stopped")
         return self.failure
 
     _synced = 0
@@ -855,11 +858,11 @@ class _WriterProcess:
         if self._inline is None and self._input >= 0 and self._started(wait=True):
             self._end_input()
             # until it says it is done (its exit, a few ms later, is not waited for)
-            if not self._wait(lambda: self._done or self._failure is not None,
+            if not self._wait(lambda: self._done or self.failure is not None,
                               _WRITER_CLOSE_SECONDS):
                 self._stop()
-                if self._failure is None:
-                    self._failure = _write_failed(
+                if self.failure is None:
+                    self.failure = _write_failed(
                         self.path,
                         f"the journal writer process ended with {self._proc.returncode}")
             elif not self._done:
