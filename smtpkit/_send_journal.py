@@ -1002,7 +1002,9 @@ def _settle_interrupted(conn: sqlite3.Connection, path: str, campaign: str, camp
     reason = "interrupted_after_data"
     text = "The sending process stopped after the message data went out, before the reply."
     found = _unanswered(conn, path, campaign)
-    kinds = _Kinds(conn, campaign_id) if found else None
+    if not found:
+        return 0
+    attempts: list[tuple[Any, ...]] = []
     for e in found:
         rec = describe(e.position) if describe is not None else None
         if rec is not None:
@@ -1011,52 +1013,21 @@ def _settle_interrupted(conn: sqlite3.Connection, path: str, campaign: str, camp
         else:
             who = _known(conn, campaign, e.position)
         label, recipient, rkey, token, envelope_sender, segment, message_id = who
-        assert kinds is not None
-        what = ("unknown", reason, None, None, e.server, segment)
-        conn.execute(_PUT_ATTEMPT, (
-            campaign_id, e.position, e.attempt, kinds.codes.get(what) or kinds.add(what), text,
-            e.started_at, None, None, message_id, recipient, rkey, token, envelope_sender, label,
-        ))
-        conn.execute(_DROP_SETTLED, (campaign, e.position))
-    if kinds is not None:
-        conn.executemany(_PUT_KIND, kinds.take_new())
+        attempts.append((e.position, e.attempt, "unknown", reason, None, None, text,
+                         e.started_at, None, None, e.server, segment, message_id, recipient,
+                         rkey, token or 0, envelope_sender, label))
+    # (in the claim's transaction: the attempt rows and kinds the writer would make)
+    rows, kinds = Applier(conn, _writer_spec(path, campaign, campaign_id, "normal")).rows(
+        attempts)
+    conn.executemany(_PUT_KIND, kinds)
+    conn.executemany(_PUT_ATTEMPT, rows)
+    conn.executemany(_DROP_SETTLED, [(campaign, e.position) for e in found])
     return len(found)
 
 
 def _campaign_id(conn: sqlite3.Connection, campaign: str) -> int:
     return int(conn.execute("SELECT id FROM campaigns WHERE campaign = ?",
                             (campaign,)).fetchone()[0])
-
-
-class _Kinds:
-    """The codes of one campaign's attempt kinds: (state, reason, smtp_code, smtp_status,
-    server, segment) as stored in attempt_kinds, known ones loaded from the journal.
-
-    Only the process sending the campaign adds kinds (it holds the campaign's lease); a new
-    one is written in the same transaction as the first attempt row that uses it.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, campaign_id: int) -> None:
-        self.campaign_id = campaign_id
-        self.codes: dict[tuple[Any, ...], int] = {
-            tuple(what): int(kind) for kind, *what in conn.execute(
-                "SELECT kind, state, reason, smtp_code, smtp_status, server, segment "
-                "FROM attempt_kinds WHERE campaign_id = ?", (campaign_id,))
-        }
-        self._next = max(self.codes.values(), default=0) + 1  # codes start at 1 (never falsy)
-        self._new: list[tuple[Any, ...]] = []
-
-    def add(self, what: tuple[Any, ...]) -> int:
-        """Give ``what`` (not known yet) the next code."""
-        kind = self.codes[what] = self._next
-        self._next += 1
-        self._new.append((self.campaign_id, kind, *what))
-        return kind
-
-    def take_new(self) -> list[tuple[Any, ...]]:
-        """The attempt_kinds rows added since the last call (to write now)."""
-        new, self._new = self._new, []
-        return new
 
 
 class NullLog:

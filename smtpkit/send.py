@@ -83,6 +83,7 @@ import numpy as np
 import pandas as pd
 
 from . import _portal
+from ._send_journal import attempt_record
 from ._send_plan import (
     Plan,
     RowSource,
@@ -853,15 +854,13 @@ class _Run:
             first = item.first_attempt_at = started
         finished = time.time()
         message = reply.message or None
-        rec = item.rec
         # one tuple for the journal and the run's results (_journal_writer.ATTEMPT_FIELDS)
-        record = (rec.position, attempts, status, reply.reason, reply.code, reply.enhanced,
-                  message, started, finished, latency, server, rec.segment, rec.message_id,
-                  rec.recipient, rec.rkey, rec.token or 0, rec.envelope_sender, rec.row_label)
+        record = attempt_record(item.rec, attempts, status, reply.reason, reply.code,
+                                reply.enhanced, message, started, finished, latency, server)
         self.log.record_attempt(record)
         self.results.add_attempt(record, first)
         if final:
-            self.progress.add(status, rec.segment)
+            self.progress.add(status, item.rec.segment)
 
     def _trip(self, what: str) -> None:
         assert self.breaker is not None and self.scheduler is not None
